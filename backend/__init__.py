@@ -1,0 +1,1 @@
+"""eventscope's core: everything that is not HTTP (never imports litestar)."""

@@ -1,0 +1,1 @@
+"""The recorder: consumes the tap queue and stores every event, acking only after commit."""

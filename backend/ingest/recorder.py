@@ -1,0 +1,277 @@
+"""The recorder: tap queue → batches → one transaction → cumulative ack.
+
+aio-pika owns the connection and the topology; deliveries are consumed through the underlying
+aiormq channel, because aio-pika's per-message machinery costs a third of the throughput
+(see docs/performance.md). Invariants:
+
+- nothing is acked before its batch is committed, and an ack with `multiple=True` covers only
+  tags below which everything is committed (`AckWatermark`);
+- a database error keeps the batch and retries it with backoff; the broker stops delivering
+  once `prefetch` deliveries are held, so memory stays bounded and nothing is nacked;
+- a lost connection drops the uncommitted deliveries of that channel (the broker redelivers
+  them, flagged, and the writer skips what was already stored) and reconnects with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import aiormq
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.envelope import Delivery, properties_from_header, to_row
+from backend.ingest.acks import AckWatermark
+from backend.ingest.status import RecorderStatus
+from backend.ingest.topology import TapSpec, bind_everything, declare_tap_queue
+from backend.settings import Settings
+from backend.store.writer import BatchResult, store_batch
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERVAL = 2.0
+MAX_BACKOFF = 30.0
+
+
+@dataclass
+class _Session:
+    """One channel's consumption: its tags are meaningless on any other channel."""
+
+    channel: Any  # aiormq channel
+    watermark: AckWatermark = field(default_factory=AckWatermark)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    tags: list[int] = field(default_factory=list)
+    body_bytes: int = 0
+    first_at: float = 0.0
+
+
+class Recorder:
+    """Consumes the tap queue and stores every event exactly once. Run with `run(stop)`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        *,
+        connection_name: str = "eventscope-recorder",
+        on_commit: Callable[[BatchResult], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.connection_name = connection_name
+        self.on_commit = on_commit
+        self.status = RecorderStatus(
+            tap_queue=settings.tap_queue, tap_bound=settings.tap_queue_max_length
+        )
+        self._session: _Session | None = None
+        self._batch_ready = asyncio.Event()
+        self._max_events = settings.batch_max_events
+        self._max_bytes = settings.batch_max_bytes
+        self._max_body = settings.max_body_bytes
+        self._window = settings.batch_max_wait_ms / 1000
+
+    # -- hot path -------------------------------------------------------------------------
+
+    async def _on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
+        session = self._session
+        if session is None or message.channel is not session.channel:
+            return  # a late delivery from a channel we gave up: the broker redelivers it
+        deliver = message.delivery
+        props, headers = properties_from_header(message.header.properties)
+        body = message.body
+        try:
+            row = to_row(
+                Delivery(
+                    exchange=deliver.exchange,
+                    routing_key=deliver.routing_key,
+                    redelivered=bool(deliver.redelivered),
+                    properties=props,
+                    headers=headers,
+                    body=body,
+                    received_at=dt.datetime.now(dt.UTC),
+                ),
+                self._max_body,
+            )
+        except Exception:  # envelope is defensive; this is the last line, never lose ingest
+            log.exception("could not describe delivery %s; storing it raw", deliver.delivery_tag)
+            row = _raw_row(deliver, body, self._max_body)
+        if not session.rows:
+            session.first_at = time.monotonic()
+        session.rows.append(row)
+        session.tags.append(deliver.delivery_tag)
+        session.body_bytes += len(body)
+        self.status.holding += 1
+        if len(session.rows) >= self._max_events or session.body_bytes >= self._max_bytes:
+            self._batch_ready.set()
+
+    # -- writer ---------------------------------------------------------------------------
+
+    def _take_batch(self, session: _Session) -> tuple[list[dict[str, Any]], list[int]]:
+        n = min(len(session.rows), self._max_events)
+        rows, tags = session.rows[:n], session.tags[:n]
+        del session.rows[:n], session.tags[:n]
+        session.body_bytes = sum(r["body_size"] for r in session.rows) if session.rows else 0
+        session.first_at = time.monotonic()
+        return rows, tags
+
+    async def _writer(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            session = self._session
+            if session is None or not session.rows:
+                self._batch_ready.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._batch_ready.wait(), timeout=self._window or 0.05)
+                continue
+            wait = self._window - (time.monotonic() - session.first_at)
+            full = len(session.rows) >= self._max_events or session.body_bytes >= self._max_bytes
+            if wait > 0 and not full:
+                self._batch_ready.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._batch_ready.wait(), timeout=wait)
+                continue
+            rows, tags = self._take_batch(session)
+            result = await self._commit_with_retry(rows, stop)
+            if result is None:
+                return
+            self.status.holding = max(0, self.status.holding - len(rows))
+            self.status.record_commit(result.stored, result.skipped_redeliveries, result.duplicates)
+            await self._ack(session, tags)
+            if self.on_commit is not None:
+                self.on_commit(result)
+
+    async def _commit_with_retry(
+        self, rows: list[dict[str, Any]], stop: asyncio.Event
+    ) -> BatchResult | None:
+        backoff = 0.2
+        while True:
+            try:
+                result = await store_batch(self.engine, rows)
+                self.status.database_error = None
+                return result
+            except Exception as exc:  # any DB failure: keep the batch, never drop or nack
+                self.status.database_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning("commit failed, retrying in %.1fs: %s", backoff, exc)
+                if stop.is_set():
+                    return None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def _ack(self, session: _Session, tags: list[int]) -> None:
+        mark = session.watermark.commit(tags)
+        if mark is None or session is not self._session:
+            return
+        try:
+            await session.channel.basic_ack(mark, multiple=True)
+        except Exception as exc:  # channel gone: the broker redelivers, the writer skips
+            log.info("ack up to %s not sent (%s); those deliveries will be redelivered", mark, exc)
+
+    # -- connection -----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Record until `stop` is set, reconnecting to the broker for as long as it takes."""
+        writer = asyncio.create_task(self._writer(stop), name="eventscope-writer")
+        backoff = 0.5
+        try:
+            while not stop.is_set():
+                try:
+                    await self._consume_until_lost(stop)
+                    backoff = 0.5
+                except Exception as exc:
+                    self.status.broker_error = f"{type(exc).__name__}: {exc}"[:300] or "unreachable"
+                    log.warning("broker unreachable (%s); retrying in %.1fs", exc, backoff)
+                finally:
+                    self.status.broker_connected = False
+                    self._drop_session()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+        finally:
+            stop.set()
+            self._batch_ready.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    def _drop_session(self) -> None:
+        if self._session is not None:
+            self.status.holding = max(0, self.status.holding - len(self._session.rows))
+        self._session = None
+
+    async def _consume_until_lost(self, stop: asyncio.Event) -> None:
+        settings = self.settings
+        connection = await aio_pika.connect(
+            settings.amqp_url,
+            client_properties={"connection_name": self.connection_name},
+            timeout=10,
+        )
+        try:
+            channel = await connection.channel(publisher_confirms=False)
+            queue, mismatch = await declare_tap_queue(
+                channel,
+                TapSpec(settings.tap_queue, settings.tap_queue_max_length, settings.tap_queue_type),
+            )
+            self.status.tap_queue_args_mismatch = mismatch
+            self.status.exchanges = await bind_everything(
+                connection, channel, queue, settings.exchanges
+            )
+            raw = await channel.get_underlay_channel()
+            await raw.basic_qos(prefetch_count=settings.prefetch)
+            self._session = _Session(channel=raw)
+            await raw.basic_consume(settings.tap_queue, self._on_message, no_ack=False)
+            self.status.broker_connected = True
+            self.status.broker_error = None
+            log.info("recording %s into %s", ", ".join(settings.exchanges), settings.tap_queue)
+            await self._watch(connection, raw, stop)
+        finally:
+            self._drop_session()
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    async def _watch(self, connection: aio_pika.abc.AbstractConnection, raw: Any, stop: asyncio.Event) -> None:
+        """Poll the tap queue's depth until the channel closes or `stop` is set."""
+        status_channel = await connection.channel(publisher_confirms=False)
+        stop_wait = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                done, _ = await asyncio.wait(
+                    [stop_wait, raw.closing], timeout=STATUS_INTERVAL,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if raw.closing in done or raw.is_closed:
+                    raise ConnectionError("channel closed by the broker or the network")
+                if stop.is_set():
+                    return
+                await self._poll_depth(status_channel)
+        finally:
+            stop_wait.cancel()
+
+    async def _poll_depth(self, channel: aio_pika.abc.AbstractChannel) -> None:
+        declared = await channel.declare_queue(self.settings.tap_queue, passive=True)
+        result = declared.declaration_result
+        depth = int(result.message_count or 0)
+        self.status.tap_depth = depth
+        if depth >= self.settings.tap_queue_max_length:
+            self.status.tap_bound_hit_at = time.time()
+        if int(result.consumer_count or 0) == 0:
+            raise ConnectionError("the broker cancelled our consumer")
+
+
+def _raw_row(deliver: Any, body: bytes, max_body: int) -> dict[str, Any]:
+    """Fallback row when extraction failed: raw bytes and delivery fields only."""
+    props_fallback = Delivery(
+        exchange=str(deliver.exchange),
+        routing_key=str(deliver.routing_key),
+        redelivered=bool(deliver.redelivered),
+        properties={},
+        headers=None,
+        body=body,
+        received_at=dt.datetime.now(dt.UTC),
+    )
+    return to_row(props_fallback, max_body)

@@ -1,0 +1,184 @@
+"""Every setting in one place: a frozen dataclass whose fields carry their own help text.
+
+The CLI, the README table and a docs test all read `SETTINGS_FIELDS`, so a setting cannot exist
+without being documented. Nothing here reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ENV_PREFIX = "EVENTSCOPE_"
+
+
+def _setting(default: Any, help: str, *, secret: bool = False) -> Any:
+    return field(default=default, metadata={"help": help, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration, built once from env and CLI flags and passed explicitly."""
+
+    amqp_url: str = _setting(
+        "amqp://guest:guest@localhost:5672/", "AMQP URL of the broker to observe.", secret=True
+    )
+    database_url: str = _setting(
+        "sqlite+aiosqlite:///eventscope.db",
+        "SQLAlchemy URL of the event store: a SQLite file (default, WAL) or "
+        "postgresql+asyncpg://user@host/db.",
+        secret=True,
+    )
+    exchanges: tuple[str, ...] = _setting(
+        ("events",),
+        "Comma-separated exchanges to record. A missing one is declared durable/topic; "
+        "fanout and headers exchanges get a catch-all binding.",
+    )
+    host: str = _setting("127.0.0.1", "Address the web UI binds to.")
+    port: int = _setting(8000, "Port the web UI listens on.")
+    token: str | None = _setting(
+        None,
+        "Access token (operator). When unset a random one is generated and a login URL printed.",
+        secret=True,
+    )
+    no_auth: bool = _setting(
+        False, "Disable authentication. Refused unless the host is a loopback address."
+    )
+    tap_queue: str = _setting(
+        "eventscope.tap", "Name of the durable queue the recorder binds to every exchange."
+    )
+    tap_queue_max_length: int = _setting(
+        1_000_000,
+        "Bound of the tap queue in messages; past it the oldest are dropped (drop-head), "
+        "so a stopped recorder never blocks producers.",
+    )
+    tap_queue_type: str = _setting(
+        "classic", "Tap queue type: classic, or quorum for clustered brokers."
+    )
+    prefetch: int = _setting(
+        2000, "Deliveries the recorder holds unacknowledged; bounds memory during a DB outage."
+    )
+    batch_max_events: int = _setting(1000, "Most events stored in one transaction.")
+    batch_max_bytes: int = _setting(
+        8 * 1024 * 1024, "Most body bytes stored in one transaction."
+    )
+    batch_max_wait_ms: int = _setting(
+        200, "Longest an event waits in a partial batch before it is committed (ms)."
+    )
+    max_body_bytes: int = _setting(
+        16 * 1024 * 1024,
+        "Bodies larger than this are stored truncated (flagged, original size kept).",
+    )
+    live_rows: int = _setting(200, "Rows the live timeline keeps in the page.")
+    page_size: int = _setting(100, "Rows per page in the timeline and the API default limit.")
+    demo: bool = _setting(False, "serve: also run the demo publisher (the seed's order flow).")
+    demo_rate: float = _setting(5.0, "Demo events published per second.")
+    demo_failure_rate: float = _setting(
+        0.1, "Share of demo events that fail and are dead-lettered."
+    )
+    log_level: str = _setting("info", "Log level: debug, info, warning, error.")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in {"127.0.0.1", "localhost", "::1"} or self.host.startswith("127.")
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings safe to show or log: secrets replaced by a mark."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = "••••" if f.metadata["secret"] and value else value
+        return out
+
+
+SETTINGS_FIELDS: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(Settings)
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def field_kind(f: dataclasses.Field[Any]) -> type:
+    """The Python type a field parses to (str for optional strings)."""
+    default = f.default
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, int):
+        return int
+    if isinstance(default, float):
+        return float
+    if isinstance(default, tuple):
+        return tuple
+    return str
+
+
+def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
+    """Parse one setting from its string form; raises ValueError with the setting's name."""
+    kind = field_kind(f)
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(f"not a boolean: {raw!r}")
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if kind is tuple:
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise ValueError(f"{env_name(f.name)}: {exc}") from None
+    return raw
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Build settings: defaults, then EVENTSCOPE_* variables, then explicit overrides (CLI)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for f in SETTINGS_FIELDS:
+        raw = env.get(env_name(f.name))
+        if raw is not None:
+            values[f.name] = parse_value(f, raw)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    settings = Settings(**values)
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    """Reject settings that cannot work, with a message naming the variable."""
+    if not settings.exchanges:
+        raise ValueError("EVENTSCOPE_EXCHANGES: at least one exchange is needed")
+    if "" in settings.exchanges:
+        raise ValueError("EVENTSCOPE_EXCHANGES: the default exchange cannot be bound")
+    if settings.tap_queue_type not in {"classic", "quorum"}:
+        raise ValueError("EVENTSCOPE_TAP_QUEUE_TYPE: must be classic or quorum")
+    for name in ("prefetch", "batch_max_events", "batch_max_bytes", "live_rows", "page_size"):
+        if getattr(settings, name) < 1:
+            raise ValueError(f"{env_name(name)}: must be at least 1")
+    if settings.batch_max_wait_ms < 0 or settings.tap_queue_max_length < 1:
+        raise ValueError("EVENTSCOPE_BATCH_MAX_WAIT_MS / TAP_QUEUE_MAX_LENGTH out of range")
+    if settings.no_auth and not settings.is_loopback:
+        raise ValueError(
+            f"--no-auth is refused on {settings.host}: without authentication anyone who can "
+            "reach this address could read every event. Bind to 127.0.0.1 or set "
+            "EVENTSCOPE_TOKEN."
+        )

@@ -1,0 +1,1 @@
+"""The event store: schema, engine, batch writer and read queries."""

@@ -1,0 +1,89 @@
+"""The schema, as SQLAlchemy Core tables (the hot path needs no ORM objects).
+
+One row per observation of a publish. `id` is the monotonic internal row id every page and the
+API page by (keyset, newest first). `fingerprint` + `observation` make storage idempotent: a
+tap-queue redelivery of a stored publish is skipped, a second publish of the same bytes becomes
+observation 2 and is shown as a duplicate. Changes go through alembic (backend/migrations).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("fingerprint", LargeBinary(16), nullable=False),
+    Column("observation", Integer, nullable=False, default=1),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("exchange", Text, nullable=False),
+    Column("routing_key", Text, nullable=False),
+    Column("redelivered", Boolean, nullable=False),
+    Column("event_id", Text),
+    Column("event_type", Text),
+    Column("correlation_id", Text),
+    Column("causation_id", Text),
+    Column("aggregate_type", Text),
+    Column("aggregate_id", Text),
+    Column("aggregate_version", BigInteger),
+    Column("occurred_at", DateTime(timezone=True)),
+    Column("message_id", Text),
+    Column("content_type", Text),
+    Column("dead_letter", String(16)),  # None, "x-death" or "dlq-key"
+    Column("body_kind", String(8), nullable=False),  # json, text, binary, empty
+    Column("body_size", BigInteger, nullable=False),
+    Column("body_truncated", Boolean, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("properties", Text, nullable=False),  # typed JSON, backend.fieldtable
+    Column("headers", Text, nullable=False),  # typed JSON, backend.fieldtable
+    Column("originals", Text),  # typed values altered to fit a text column (NUL bytes)
+    Index("ux_events_fingerprint", "fingerprint", "observation", unique=True),
+    Index("ix_events_correlation", "correlation_id", "id"),
+    Index("ix_events_aggregate", "aggregate_type", "aggregate_id", "aggregate_version"),
+    Index("ix_events_routing_key", "routing_key", "id"),
+    Index("ix_events_event_type", "event_type", "id"),
+    Index("ix_events_message_id", "message_id"),
+    Index("ix_events_received_at", "received_at"),
+    Index("ix_events_dead_letter", "dead_letter", "id"),
+    sqlite_autoincrement=True,
+)
+
+SUMMARY_COLUMNS = (
+    events.c.id,
+    events.c.observation,
+    events.c.received_at,
+    events.c.exchange,
+    events.c.routing_key,
+    events.c.redelivered,
+    events.c.event_id,
+    events.c.event_type,
+    events.c.correlation_id,
+    events.c.causation_id,
+    events.c.aggregate_type,
+    events.c.aggregate_id,
+    events.c.aggregate_version,
+    events.c.occurred_at,
+    events.c.message_id,
+    events.c.content_type,
+    events.c.dead_letter,
+    events.c.body_kind,
+    events.c.body_size,
+    events.c.body_truncated,
+)

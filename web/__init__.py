@@ -1,0 +1,1 @@
+"""The HTTP layer: Litestar app, pages, API, websocket, CLI."""
