@@ -1,0 +1,149 @@
+"""The live hub: tails the store, renders each update once, fans it out to every subscriber.
+
+It reads new rows from the database (not from the recorder), so it works the same whether the
+recorder runs in this process or another. A subscriber's queue is bounded: a slow browser tab
+loses its oldest updates, it never slows ingest or other tabs. A paused subscriber gets only a
+counter of what it missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.store.queries import count_events, events_after, max_event_id
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBER_BACKLOG = 32
+
+
+@dataclass(frozen=True)
+class Renderers:
+    """How updates look; supplied by the web layer (the hub never knows about HTML)."""
+
+    rows: Callable[[list[dict[str, Any]], int], str]  # newest rows, total new → fragment
+    paused: Callable[[int], str]  # events missed while paused → fragment
+    status: Callable[[], Awaitable[str]]  # the status bar
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One websocket's view of the stream."""
+
+    paused: bool = False
+    missed: int = 0
+    dropped: int = 0
+    _queue: deque[str] = field(default_factory=lambda: deque(maxlen=SUBSCRIBER_BACKLOG))
+    _ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def push(self, message: str) -> None:
+        if len(self._queue) == self._queue.maxlen:
+            self.dropped += 1
+        self._queue.append(message)
+        self._ready.set()
+
+    async def next(self) -> str:
+        while not self._queue:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._queue.popleft()
+
+
+class LiveHub:
+    """Polls for rows newer than the last seen id and publishes them to subscribers."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        renderers: Renderers,
+        *,
+        max_rows: int,
+        interval: float = 0.25,
+        status_every: float = 1.0,
+    ) -> None:
+        self.engine = engine
+        self.renderers = renderers
+        self.max_rows = max_rows
+        self.interval = interval
+        self.status_every = status_every
+        self.subscribers: set[Subscriber] = set()
+        self.total: int | None = None  # events in the store, once counted
+        self.last_id = 0
+
+    def subscribe(self) -> Subscriber:
+        subscriber = Subscriber()
+        self.subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+
+    def pause(self, subscriber: Subscriber) -> None:
+        subscriber.paused, subscriber.missed = True, 0
+        subscriber.push(self.renderers.paused(0))
+
+    def resume(self, subscriber: Subscriber) -> None:
+        subscriber.paused, subscriber.missed = False, 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tail the store until `stop`; database errors are logged and retried next tick."""
+        self.last_id = await self._retrying(max_event_id, stop) or 0
+        self.total = await self._retrying(count_events, stop)
+        since_status = 0.0
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.interval)
+            try:
+                await self.tick()
+            except Exception as exc:
+                log.warning("live hub could not read the store: %s", exc)
+            since_status += self.interval
+            if since_status >= self.status_every:
+                since_status = 0.0
+                await self.broadcast_status()
+
+    async def tick(self) -> None:
+        rows, new = await events_after(self.engine, self.last_id, self.max_rows)
+        if not new:
+            return
+        self.last_id = max(row["id"] for row in rows)
+        if self.total is not None:
+            self.total += new
+        live = [s for s in self.subscribers if not s.paused]
+        if live:
+            fragment = self.renderers.rows(rows, new)
+            for subscriber in live:
+                subscriber.push(fragment)
+        for subscriber in self.subscribers:
+            if subscriber.paused:
+                subscriber.missed += new
+                subscriber.push(self.renderers.paused(subscriber.missed))
+
+    async def broadcast_status(self) -> None:
+        if not self.subscribers:
+            return
+        try:
+            fragment = await self.renderers.status()
+        except Exception as exc:
+            log.warning("status not rendered: %s", exc)
+            return
+        for subscriber in self.subscribers:
+            subscriber.push(fragment)
+
+    async def _retrying(self, query: Callable[[AsyncEngine], Awaitable[int]], stop: asyncio.Event) -> int | None:
+        while not stop.is_set():
+            try:
+                return await query(self.engine)
+            except Exception as exc:
+                log.warning("live hub waiting for the database: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+        return None

@@ -1,0 +1,22 @@
+// The little the server cannot do: keep the live table bounded, and a keyboard shortcut.
+(function () {
+  "use strict";
+
+  function trimRows() {
+    var body = document.getElementById("rows");
+    if (!body) return;
+    var max = parseInt(body.getAttribute("data-max-rows") || "200", 10);
+    var rows = body.querySelectorAll("tr:not(.empty)");
+    for (var i = rows.length - 1; i >= max; i--) rows[i].remove();
+  }
+
+  document.addEventListener("htmx:wsAfterMessage", trimRows);
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "p" || event.ctrlKey || event.metaKey || event.altKey) return;
+    var target = event.target;
+    if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) return;
+    var toggle = document.getElementById("toggle-live");
+    if (toggle) { event.preventDefault(); toggle.click(); }
+  });
+})();

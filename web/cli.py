@@ -1,0 +1,180 @@
+"""The `eventscope` command: serve, ingest, demo, db upgrade.
+
+Every setting is a flag on every command and an EVENTSCOPE_* variable; flags win over the
+environment. The flags are generated from backend.settings, so they cannot drift from the docs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from backend.settings import (
+    SETTINGS_FIELDS,
+    Settings,
+    env_name,
+    field_kind,
+    flag_name,
+    load_settings,
+    parse_value,
+)
+
+log = logging.getLogger("eventscope")
+DEMO_DLX = "events.dlx"
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (each also an EVENTSCOPE_* variable)")
+    for f in SETTINGS_FIELDS:
+        default = ",".join(f.default) if isinstance(f.default, tuple) else f.default
+        help_text = f"{f.metadata['help']} [{env_name(f.name)}; default: {default}]"
+        if field_kind(f) is bool:
+            group.add_argument(
+                flag_name(f.name), dest=f.name, action="store_const", const=True, default=None,
+                help=help_text,
+            )
+        else:
+            group.add_argument(
+                flag_name(f.name), dest=f.name, default=None, metavar=f.name.upper(),
+                type=lambda raw, field=f: parse_value(field, raw), help=help_text,
+            )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eventscope",
+        description="Record every event on RabbitMQ exchanges, watch them live, trace and replay.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the web UI and the recorder in one process")
+    ingest = commands.add_parser("ingest", help="run the recorder alone")
+    demo = commands.add_parser("demo", help="publish the seed's order scenario, with failures")
+    db = commands.add_parser("db", help="database schema commands")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_commands.add_parser("upgrade", help="upgrade the schema to the latest version")
+    for sub in (serve, ingest, demo, upgrade):
+        _add_setting_flags(sub)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides = {f.name: getattr(args, f.name, None) for f in SETTINGS_FIELDS}
+    return load_settings(overrides=overrides)
+
+
+def login_url(settings: Settings, token: str | None) -> str:
+    host = "localhost" if settings.host in {"0.0.0.0", "::", ""} else settings.host  # noqa: S104
+    if ":" in host:
+        host = f"[{host}]"
+    base = f"http://{host}:{settings.port}"
+    return f"{base}/login?token={token}" if token else base + "/"
+
+
+def _run_until_signalled(main: Callable[[asyncio.Event], Awaitable[Any]]) -> None:
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+
+
+def cmd_serve(settings: Settings) -> None:
+    import uvicorn
+
+    from web.app import create_app
+    from web.auth import Authenticator
+
+    if settings.demo and DEMO_DLX not in settings.exchanges:
+        settings = dataclasses.replace(settings, exchanges=(*settings.exchanges, DEMO_DLX))
+    auth = Authenticator.from_settings(settings.token, settings.no_auth)
+    app = create_app(settings, auth=auth)
+    where = settings.database_url.split("@")[-1] if not settings.is_sqlite else settings.database_url
+    print(f"eventscope: recording {', '.join(settings.exchanges)} into {where}", flush=True)
+    if auth.disabled:
+        print("eventscope: authentication is OFF (--no-auth, loopback only)", flush=True)
+    elif auth.generated:
+        print("eventscope: no EVENTSCOPE_TOKEN set, generated one for this run.", flush=True)
+    print(f"eventscope: open {login_url(settings, auth.token if auth.generated else None)}", flush=True)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws="websockets-sansio",
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+def cmd_ingest(settings: Settings) -> None:
+    from backend.ingest.recorder import Recorder
+    from backend.store.engine import create_engine
+    from backend.store.migrate import upgrade
+
+    upgrade(settings.database_url)
+
+    async def main(stop: asyncio.Event) -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            await Recorder(settings, engine).run(stop)
+        finally:
+            await engine.dispose()
+
+    log.info("recording %s", ", ".join(settings.exchanges))
+    _run_until_signalled(main)
+
+
+def cmd_demo(settings: Settings) -> None:
+    from backend.demo import run_demo
+
+    async def main(stop: asyncio.Event) -> None:
+        await run_demo(
+            settings.amqp_url,
+            exchange=settings.exchanges[0],
+            rate=settings.demo_rate,
+            failure_rate=settings.demo_failure_rate,
+            stop=stop,
+        )
+
+    _run_until_signalled(main)
+
+
+def cmd_db_upgrade(settings: Settings) -> None:
+    from backend.store.migrate import upgrade
+
+    upgrade(settings.database_url)
+    print("eventscope: schema is up to date", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except ValueError as exc:
+        print(f"eventscope: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if args.command == "serve":
+        cmd_serve(settings)
+    elif args.command == "ingest":
+        cmd_ingest(settings)
+    elif args.command == "demo":
+        cmd_demo(settings)
+    elif args.command == "db":
+        cmd_db_upgrade(settings)
+
+
+if __name__ == "__main__":
+    main()

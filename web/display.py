@@ -1,0 +1,94 @@
+"""Pure helpers that turn stored values into safe, unambiguous display data.
+
+Nothing here produces markup: templates escape everything, and invisible or direction-changing
+characters are returned as separate segments the template renders as visible badges.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+# C0/C1 controls, soft hyphen, zero-width and bidi controls, word joiners, BOM, line separators.
+_INVISIBLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]"
+)
+_INVISIBLE_KEEP_LAYOUT = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]"
+)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+Segment = tuple[str, bool]  # (text, is_special)
+
+
+def _code(ch: str) -> str:
+    return f"U+{ord(ch):04X}"
+
+
+def segments(value: Any, keep_layout: bool = False) -> list[Segment]:
+    """Split text into plain runs and visible names of invisible characters."""
+    if value is None:
+        return [("—", True)]
+    text = str(value)
+    text = _SURROGATE.sub(lambda m: "\\u%04x" % ord(m.group()), text)
+    pattern = _INVISIBLE_KEEP_LAYOUT if keep_layout else _INVISIBLE
+    out: list[Segment] = []
+    pos = 0
+    for match in pattern.finditer(text):
+        if match.start() > pos:
+            out.append((text[pos : match.start()], False))
+        out.append((_code(match.group()), True))
+        pos = match.end()
+    if pos < len(text):
+        out.append((text[pos:], False))
+    return out
+
+
+def has_invisible(value: Any) -> bool:
+    return value is not None and bool(_INVISIBLE.search(str(value)))
+
+
+def safe_text(value: str) -> str:
+    """Text that encodes to UTF-8 (lone surrogates escaped), for bodies shown as text."""
+    return _SURROGATE.sub(lambda m: "\\u%04x" % ord(m.group()), value)
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "—"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def as_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands datetimes back naive; everything stored is UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def clock(value: dt.datetime | None) -> str:
+    """HH:MM:SS.mmm in UTC, the timeline's dense time column."""
+    value = as_utc(value)
+    return value.strftime("%H:%M:%S.") + f"{value.microsecond // 1000:03d}" if value else "—"
+
+
+def iso(value: dt.datetime | None) -> str:
+    value = as_utc(value)
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z") if value else "—"
+
+
+def hexdump(data: bytes, limit: int = 64 * 1024) -> list[tuple[str, str, str]]:
+    """Rows of (offset, hex bytes, printable ASCII) for the hex view."""
+    rows = []
+    for offset in range(0, min(len(data), limit), 16):
+        chunk = data[offset : offset + 16]
+        hexes = " ".join(f"{b:02x}" for b in chunk)
+        printable = "".join(chr(b) if 0x20 <= b < 0x7F else "·" for b in chunk)
+        rows.append((f"{offset:08x}", hexes, printable))
+    return rows

@@ -1,0 +1,77 @@
+"""The live websocket: rendered fragments from the hub, pause/resume from the page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from urllib.parse import urlsplit
+
+from litestar import WebSocket, websocket
+from litestar.exceptions import WebSocketDisconnect
+
+from backend.store.queries import list_events
+from backend.live import Subscriber
+from web.services import Services
+from web.templating import render
+
+
+def same_origin(socket: WebSocket) -> bool:  # type: ignore[type-arg]
+    """Browsers always send Origin on websockets; it must name this very host."""
+    origin = socket.headers.get("origin")
+    host = socket.headers.get("host")
+    if not origin or not host:
+        return False
+    return urlsplit(origin).netloc.lower() == host.lower()
+
+
+@websocket("/ws/live")
+async def live_socket(socket: WebSocket, services: Services) -> None:  # type: ignore[type-arg]
+    if not same_origin(socket):
+        await socket.close(code=4403, reason="origin not allowed")
+        return
+    await socket.accept()
+    hub = services.hub
+    subscriber = hub.subscribe()
+    sender = asyncio.create_task(_send(socket, subscriber))
+    try:
+        while True:
+            try:
+                message = await socket.receive_text()
+            except WebSocketDisconnect:
+                break
+            action = _action(message)
+            if action == "pause":
+                hub.pause(subscriber)
+            elif action == "resume":
+                hub.resume(subscriber)
+                rows = await list_events(services.engine, services.settings.live_rows)
+                subscriber.push(
+                    render(
+                        services.env,
+                        "_live_reset.html",
+                        rows=rows,
+                        live_rows=services.settings.live_rows,
+                    )
+                )
+    finally:
+        hub.unsubscribe(subscriber)
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sender
+
+
+async def _send(socket: WebSocket, subscriber: Subscriber) -> None:  # type: ignore[type-arg]
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while True:
+            await socket.send_text(await subscriber.next())
+
+
+def _action(message: str) -> str | None:
+    """htmx ws-send posts the element's values as JSON; only `action` is read."""
+    try:
+        data = json.loads(message)
+    except ValueError:
+        return None
+    action = data.get("action") if isinstance(data, dict) else None
+    return action if action in {"pause", "resume"} else None

@@ -1,0 +1,56 @@
+"""HTML pages: the live timeline, event detail and raw download."""
+
+from __future__ import annotations
+
+from litestar import Controller, Response, get
+from litestar.exceptions import NotFoundException
+from litestar.params import Parameter
+from litestar.response import Template
+
+from backend.store.queries import get_event, list_events, related_observations
+from web.event_view import page_context
+from web.services import Services
+
+
+class Pages(Controller):
+    include_in_schema = False
+
+    @get("/")
+    async def timeline(
+        self,
+        services: Services,
+        before: int | None = Parameter(default=None, ge=1),
+    ) -> Template:
+        """Newest first; with `before` it is a still page of history, otherwise live."""
+        size = services.settings.live_rows if before is None else services.settings.page_size
+        rows = await list_events(services.engine, size, before)
+        context = {
+            "rows": rows,
+            "live": before is None,
+            "before": before,
+            "next_before": rows[-1]["id"] if len(rows) == size else None,
+            "status": await services.status(),
+            "live_rows": services.settings.live_rows,
+        }
+        return Template("timeline.html", context=context)
+
+    @get("/events/{event_id:int}")
+    async def event(self, services: Services, event_id: int) -> Template:
+        row = await get_event(services.engine, event_id)
+        if row is None:
+            raise NotFoundException(f"No event with id {event_id}.")
+        context = page_context(row)
+        context["related"] = await related_observations(services.engine, row)
+        return Template("event.html", context=context)
+
+    @get("/events/{event_id:int}/raw")
+    async def raw(self, services: Services, event_id: int) -> Response[bytes]:
+        """The stored body bytes, never interpreted by the browser."""
+        row = await get_event(services.engine, event_id)
+        if row is None:
+            raise NotFoundException(f"No event with id {event_id}.")
+        return Response(
+            bytes(row["body"]),
+            media_type="application/octet-stream",
+            headers={"content-disposition": f'attachment; filename="event-{event_id}.bin"'},
+        )

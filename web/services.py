@@ -1,0 +1,49 @@
+"""What the HTTP layer needs at run time, built once per app and kept on `app.state`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import Environment
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.ingest.recorder import Recorder
+from backend.live import LiveHub
+from backend.settings import Settings
+from backend.store.queries import ping
+from web.auth import Authenticator
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    env: Environment
+    auth: Authenticator
+    hub: LiveHub
+    recorder: Recorder | None
+
+    async def status(self) -> dict[str, Any]:
+        """The numbers behind the status bar and /api/status."""
+        rec = self.recorder.status if self.recorder else None
+        bound_hit = rec.tap_bound_hit_at if rec else None
+        return {
+            "broker_connected": bool(rec and rec.broker_connected),
+            "broker_error": rec.broker_error if rec else "recorder not running in this process",
+            "database_reachable": await ping(self.engine),
+            "database_error": rec.database_error if rec else None,
+            "database": "sqlite" if self.settings.is_sqlite else "postgresql",
+            "exchanges": dict(rec.exchanges) if rec else {},
+            "tap_queue": self.settings.tap_queue,
+            "tap_queue_depth": rec.tap_depth if rec else None,
+            "tap_queue_bound": self.settings.tap_queue_max_length,
+            "tap_queue_bound_hit_seconds_ago": round(time.time() - bound_hit) if bound_hit else None,
+            "tap_queue_args_mismatch": rec.tap_queue_args_mismatch if rec else None,
+            "events_recorded": self.hub.total,
+            "ingest_rate": round(rec.rate(), 1) if rec else 0.0,
+            "holding_uncommitted": rec.holding if rec else 0,
+            "duplicates_seen": rec.duplicates if rec else 0,
+            "redeliveries_skipped": rec.skipped_redeliveries if rec else 0,
+        }
