@@ -13,13 +13,12 @@ from litestar import Litestar, Request, Response
 from litestar.datastructures import MutableScopeHeaders, State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
-from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.response import Template
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.template.config import TemplateConfig
-from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.types import Message, Scope
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -152,7 +151,7 @@ def create_app(
             create_static_files_router(path="/static", directories=[asset_dir("static")]),
         ],
         dependencies={"services": Provide(lambda: services, use_cache=True, sync_to_thread=False)},
-        middleware=[DefineMiddleware(AuthMiddleware)],
+        middleware=[AuthMiddleware()],
         template_config=TemplateConfig(instance=JinjaTemplateEngine.from_environment(env)),
         openapi_config=OpenAPIConfig(title="eventscope", version="0.1.0", path="/schema"),
         lifespan=[background],

@@ -14,8 +14,9 @@ import time
 from dataclasses import dataclass, field
 
 from litestar.connection import ASGIConnection
-from litestar.middleware import AbstractMiddleware
-from litestar.types import Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 SESSION_COOKIE = "eventscope_session"
 SESSION_TTL = 12 * 3600
@@ -89,19 +90,21 @@ def safe_next(target: str | None) -> str:
     return "/"
 
 
-class AuthMiddleware(AbstractMiddleware):
+class AuthMiddleware(ASGIMiddleware):
     """Refuses every unauthenticated request outside `PUBLIC_PATHS`."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    scopes = (ScopeType.HTTP, ScopeType.WEBSOCKET)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         if PUBLIC_PATHS.match(scope["path"]):
-            await self.app(scope, receive, send)
+            await next_app(scope, receive, send)
             return
         connection: ASGIConnection = ASGIConnection(scope, receive=receive, send=send)  # type: ignore[type-arg]
         auth: Authenticator = scope["litestar_app"].state.auth
         principal = auth.identify(connection)
         if principal is not None:
             scope["state"]["principal"] = principal
-            await self.app(scope, receive, send)
+            await next_app(scope, receive, send)
             return
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 4401, "reason": "authentication required"})

@@ -64,9 +64,11 @@ def strict_json(body: bytes) -> Any:
         raise ValueError(constant)
 
     try:
-        return json.loads(body, parse_constant=reject)
-    except (ValueError, RecursionError):
+        data = json.loads(body, parse_constant=reject)
+        json.dumps(data, ensure_ascii=False).encode("utf-8")  # lone surrogates cannot be sent
+    except (ValueError, RecursionError, UnicodeEncodeError):
         return None
+    return data
 
 
 def detail(row: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ CONCURRENT_ORDERS = 3
 PREFETCH = 100
 PUBLISH_TIMEOUT = 10.0
 DRAIN_TIMEOUT = 5.0
+STOP_GRACE = 2.0
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
 
@@ -89,6 +90,7 @@ class DemoPublisher:
         self.settled = asyncio.Event()
         self.next_at = 0.0
         self.backoff = FIRST_BACKOFF
+        self.retrying = False
 
     def done(self) -> bool:
         return self.stop.is_set() or (
@@ -99,10 +101,11 @@ class DemoPublisher:
         """Publish until done, reconnecting for as long as it takes; the number published."""
         while not self.done():
             try:
-                await self._session()
+                await self._session_until_stopped()
             except Exception as exc:  # broker gone or refusing: wait it out, never raise
                 if self.stop.is_set():
                     break
+                self.retrying = True
                 log.warning(
                     "demo: broker unreachable or connection lost (%s); retrying in %.1fs",
                     _describe(exc),
@@ -117,6 +120,25 @@ class DemoPublisher:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stop.wait(), timeout=seconds)
 
+    async def _session_until_stopped(self) -> None:
+        """Run one session; once `stop` is set it gets a moment to finish, then is cancelled.
+
+        A session finishes by itself soon after `stop`, unless it hangs in a connect or a
+        declare on a half-dead network: shutting down must not wait for that.
+        """
+        session = asyncio.create_task(self._session(), name="eventscope-demo-session")
+        stopped = asyncio.create_task(self.stop.wait())
+        try:
+            await asyncio.wait([session, stopped], return_when=asyncio.FIRST_COMPLETED)
+            if not session.done():
+                await asyncio.wait([session], timeout=STOP_GRACE)
+        finally:
+            stopped.cancel()
+            session.cancel()  # no-op when it is done
+            await asyncio.gather(session, return_exceptions=True)
+        if not session.cancelled():
+            session.result()  # a lost broker surfaces here
+
     async def _session(self) -> None:
         connection = await aio_pika.connect(
             self.amqp_url,
@@ -127,6 +149,9 @@ class DemoPublisher:
             channel = await connection.channel(publisher_confirms=True)
             await channel.set_qos(prefetch_count=PREFETCH)
             exchange, shipping = await declare(channel, self.topology)
+            if self.retrying:
+                log.info("demo: broker reachable again; %d published so far", self.published)
+            self.retrying = False
             self.backoff = FIRST_BACKOFF
             self.unsettled.clear()  # the broker redelivers them to this session's consumer
             async with asyncio.TaskGroup() as group:
@@ -158,6 +183,9 @@ class DemoPublisher:
             if self.pending is None:
                 self.pending = next(self.events)
             event = self.pending
+            if event.routing_key == NATIVE_FAILURE_KEY:  # before: our consumer may see it first
+                self.unsettled.add(event.message_id)
+                self.settled.clear()
             await exchange.publish(
                 to_message(event),
                 routing_key=event.routing_key,
@@ -166,9 +194,6 @@ class DemoPublisher:
             )
             self.pending = None
             self.published += 1
-            if event.routing_key == NATIVE_FAILURE_KEY:
-                self.unsettled.add(event.message_id)
-                self.settled.clear()
 
     async def _drain(self) -> None:
         """After the last event, give our consumer a moment to settle what it still holds."""

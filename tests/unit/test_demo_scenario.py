@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import aio_pika
 import pytest
 
-from backend.demo import DemoEvent, interleave, order_flow, run_demo
+from backend.demo import DemoEvent, interleave, order_flow, publisher, run_demo
 from backend.demo.publisher import to_message
-from backend.demo.scenario import FAIL_HEADER, NATIVE_FAILURE_KEY
+from backend.demo.scenario import DECLINE_RATE, FAIL_HEADER, NATIVE_FAILURE_KEY
 from backend.demo.topology import DemoTopology
 from backend.envelope import extract
 
@@ -24,9 +24,11 @@ NOW = dt.datetime(2025, 10, 22, 14, 30, tzinfo=dt.UTC)
 SOURCES = {"order-service", "payment-service", "inventory-service", "shipping-service"}
 
 
-def flows(failure_rate: float, n: int = 300, **kwargs: float) -> list[list[DemoEvent]]:
+def flows(
+    failure_rate: float, n: int = 300, decline_rate: float = DECLINE_RATE
+) -> list[list[DemoEvent]]:
     rng = random.Random(42)
-    return [order_flow(rng, NOW, failure_rate, **kwargs) for _ in range(n)]
+    return [order_flow(rng, NOW, failure_rate, decline_rate=decline_rate) for _ in range(n)]
 
 
 def events_of(flow: list[DemoEvent]) -> list[DemoEvent]:
@@ -81,7 +83,7 @@ def test_one_flow_shares_a_correlation_id_and_chains_causation() -> None:
 def test_flows_take_the_happy_path_or_get_cancelled() -> None:
     happy = ["order.created", "inventory.reserved", "payment.succeeded", "order.paid"]
     cancelled = ["order.created", "inventory.reserved", "payment.failed", "order.cancelled"]
-    outcomes = defaultdict(int)
+    outcomes: defaultdict[str, int] = defaultdict(int)
     for flow in flows(0.0, n=1000):
         keys = [e.routing_key for e in flow]
         if keys == [*happy, "order.shipped"]:
@@ -218,6 +220,24 @@ async def test_run_demo_waits_out_an_unreachable_broker_until_stopped(
     ours = [r.getMessage() for r in caplog.records if r.name == "backend.demo"]
     assert "publishing the order flow to exchange 'events'" in ours[0]
     assert "retrying in" in ours[1]
+
+
+async def test_stop_does_not_wait_for_a_hanging_connect(monkeypatch: pytest.MonkeyPatch) -> None:
+    connecting = asyncio.Event()
+
+    async def hang(*args: object, **kwargs: object) -> None:
+        connecting.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(aio_pika, "connect", hang)
+    monkeypatch.setattr(publisher, "STOP_GRACE", 0.1)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_demo("amqp://guest:guest@192.0.2.1/", stop=stop))
+    async with asyncio.timeout(5):
+        await connecting.wait()
+    stop.set()
+    async with asyncio.timeout(2):
+        assert await task == 0
 
 
 def test_messages_are_persistent_json_with_ids_and_producer() -> None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from litestar import Controller, Request, get
+from litestar import Controller, get
 from litestar.exceptions import NotFoundException
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 
 from backend.store.queries import clamp_limit, get_event, list_events
 from web.event_view import detail, summary
+from litestar.di import NamedDependency
+
 from web.services import Services
 
 
@@ -20,9 +22,9 @@ class EventsApi(Controller):
     @get("/events", summary="Events, newest first (keyset paged)")
     async def events(
         self,
-        services: Services,
-        limit: int | None = Parameter(default=None, ge=1, le=1000),
-        before: int | None = Parameter(default=None, ge=1, description="Row id cursor"),
+        services: NamedDependency[Services],
+        limit: Annotated[int | None, QueryParameter(ge=1, le=1000)] = None,
+        before: Annotated[int | None, QueryParameter(ge=1, description="Row id cursor")] = None,
     ) -> dict[str, Any]:
         size = clamp_limit(limit, services.settings.page_size)
         rows = await list_events(services.engine, size, before)
@@ -31,12 +33,12 @@ class EventsApi(Controller):
         return {"items": items, "next_before": next_before}
 
     @get("/events/{event_id:int}", summary="One event with headers, properties and raw body")
-    async def event(self, services: Services, event_id: int) -> dict[str, Any]:
+    async def event(self, services: NamedDependency[Services], event_id: FromPath[int]) -> dict[str, Any]:
         row = await get_event(services.engine, event_id)
         if row is None:
             raise NotFoundException(f"no event {event_id}")
         return detail(row)
 
     @get("/status", summary="Recorder and store health with counters")
-    async def status(self, services: Services, request: Request) -> dict[str, Any]:  # type: ignore[type-arg]
+    async def status(self, services: NamedDependency[Services]) -> dict[str, Any]:
         return await services.status()

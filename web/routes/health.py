@@ -5,10 +5,12 @@ from __future__ import annotations
 from litestar import Response, get
 
 from backend.store.queries import ping
+from litestar.di import NamedDependency
+
 from web.services import Services
 
 
 @get("/healthz", include_in_schema=True, summary="Liveness: ok / not ok")
-async def healthz(services: Services) -> Response[dict[str, str]]:
+async def healthz(services: NamedDependency[Services]) -> Response[dict[str, str]]:
     ok = await ping(services.engine)
     return Response({"status": "ok" if ok else "not ok"}, status_code=200 if ok else 503)

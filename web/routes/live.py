@@ -12,6 +12,8 @@ from litestar.exceptions import WebSocketDisconnect
 
 from backend.store.queries import list_events
 from backend.live import Subscriber
+from litestar.di import NamedDependency
+
 from web.services import Services
 from web.templating import render
 
@@ -26,7 +28,7 @@ def same_origin(socket: WebSocket) -> bool:  # type: ignore[type-arg]
 
 
 @websocket("/ws/live")
-async def live_socket(socket: WebSocket, services: Services) -> None:  # type: ignore[type-arg]
+async def live_socket(socket: WebSocket, services: NamedDependency[Services]) -> None:  # type: ignore[type-arg]
     if not same_origin(socket):
         await socket.close(code=4403, reason="origin not allowed")
         return

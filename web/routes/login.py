@@ -7,10 +7,12 @@ from typing import Annotated
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 
 from web.auth import SESSION_COOKIE, SESSION_TTL, Principal, safe_next
+from litestar.di import NamedDependency
+
 from web.services import Services
 
 
@@ -26,7 +28,7 @@ def _session_cookie(value: str, secure: bool, max_age: int = SESSION_TTL) -> Coo
     )
 
 
-def _signed_in(services: Services, request: Request, principal: Principal, target: str | None) -> Redirect:  # type: ignore[type-arg]
+def _signed_in(services: NamedDependency[Services], request: Request, principal: Principal, target: str | None) -> Redirect:  # type: ignore[type-arg]
     session_id = services.auth.open_session(principal)
     secure = request.url.scheme == "https"
     return Redirect(safe_next(target), status_code=303, cookies=[_session_cookie(session_id, secure)])
@@ -35,25 +37,29 @@ def _signed_in(services: Services, request: Request, principal: Principal, targe
 @get("/login", include_in_schema=False)
 async def login_page(
     request: Request,  # type: ignore[type-arg]
-    services: Services,
-    token: str | None = None,
-    next: str | None = None,  # noqa: A002 - the query parameter's public name
+    services: NamedDependency[Services],
+    token: FromQuery[str | None] = None,
+    next_path: Annotated[str | None, QueryParameter(name="next")] = None,
 ) -> Response[str] | Template | Redirect:
     """GET with `token` is the printed login link: the only GET that changes state."""
     if services.auth.disabled:
-        return Redirect(safe_next(next), status_code=303)
+        return Redirect(safe_next(next_path), status_code=303)
     if token is not None:
         principal = services.auth.check_token(token)
         if principal is not None:
-            return _signed_in(services, request, principal, next)
-        return Template("login.html", context={"error": "That token is not valid.", "next": next}, status_code=401)
-    return Template("login.html", context={"error": None, "next": next})
+            return _signed_in(services, request, principal, next_path)
+        return Template(
+            "login.html",
+            context={"error": "That token is not valid.", "next": next_path},
+            status_code=401,
+        )
+    return Template("login.html", context={"error": None, "next": next_path})
 
 
 @post("/login", include_in_schema=False, status_code=303)
 async def login_submit(
     request: Request,  # type: ignore[type-arg]
-    services: Services,
+    services: NamedDependency[Services],
     data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template | Redirect:
     principal = services.auth.check_token(data.get("token"))
@@ -67,6 +73,6 @@ async def login_submit(
 
 
 @post("/logout", include_in_schema=False, status_code=303)
-async def logout(request: Request, services: Services) -> Redirect:  # type: ignore[type-arg]
+async def logout(request: Request, services: NamedDependency[Services]) -> Redirect:  # type: ignore[type-arg]
     services.auth.close_session(request.cookies.get(SESSION_COOKIE))
     return Redirect("/login", status_code=303, cookies=[_session_cookie("", False, max_age=0)])

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar import Controller, Response, get
 from litestar.exceptions import NotFoundException
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
 from backend.store.queries import get_event, list_events, related_observations
 from web.event_view import page_context
+from litestar.di import NamedDependency
+
 from web.services import Services
 
 
@@ -18,8 +22,8 @@ class Pages(Controller):
     @get("/")
     async def timeline(
         self,
-        services: Services,
-        before: int | None = Parameter(default=None, ge=1),
+        services: NamedDependency[Services],
+        before: Annotated[int | None, QueryParameter(ge=1)] = None,
     ) -> Template:
         """Newest first; with `before` it is a still page of history, otherwise live."""
         size = services.settings.live_rows if before is None else services.settings.page_size
@@ -35,7 +39,7 @@ class Pages(Controller):
         return Template("timeline.html", context=context)
 
     @get("/events/{event_id:int}")
-    async def event(self, services: Services, event_id: int) -> Template:
+    async def event(self, services: NamedDependency[Services], event_id: FromPath[int]) -> Template:
         row = await get_event(services.engine, event_id)
         if row is None:
             raise NotFoundException(f"No event with id {event_id}.")
@@ -44,7 +48,7 @@ class Pages(Controller):
         return Template("event.html", context=context)
 
     @get("/events/{event_id:int}/raw")
-    async def raw(self, services: Services, event_id: int) -> Response[bytes]:
+    async def raw(self, services: NamedDependency[Services], event_id: FromPath[int]) -> Response[bytes]:
         """The stored body bytes, never interpreted by the browser."""
         row = await get_event(services.engine, event_id)
         if row is None:
