@@ -90,7 +90,9 @@ def db_text(value: str | None, limit: int | None = None) -> str | None:
     return value
 
 
-def fingerprint(exchange: str, routing_key: str, props_json: str, headers_json: str, body: bytes) -> bytes:
+def fingerprint(
+    exchange: str, routing_key: str, props_json: str, headers_json: str, body: bytes
+) -> bytes:
     """Identity of one publish: what a redelivery repeats exactly (redelivered flag excluded)."""
     h = hashlib.blake2b(digest_size=16)
     for part in (exchange, routing_key, props_json, headers_json):
@@ -171,7 +173,9 @@ def parse_time(value: Any) -> dt.datetime | None:
     return parsed.astimezone(dt.UTC)
 
 
-def extract(body_json: Any, props: Mapping[str, Any], headers: Mapping[str, Any] | None) -> dict[str, Any]:
+def extract(
+    body_json: Any, props: Mapping[str, Any], headers: Mapping[str, Any] | None
+) -> dict[str, Any]:
     """The indexed fields of one event, following the module's precedence rules."""
     doc: dict[str, Any] = body_json if isinstance(body_json, dict) else {}
     original = doc.get("originalEvent")

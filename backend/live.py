@@ -138,7 +138,9 @@ class LiveHub:
         for subscriber in self.subscribers:
             subscriber.push(fragment)
 
-    async def _retrying(self, query: Callable[[AsyncEngine], Awaitable[int]], stop: asyncio.Event) -> int | None:
+    async def _retrying(
+        self, query: Callable[[AsyncEngine], Awaitable[int]], stop: asyncio.Event
+    ) -> int | None:
         while not stop.is_set():
             try:
                 return await query(self.engine)

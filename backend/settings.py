@@ -62,9 +62,7 @@ class Settings:
         2000, "Deliveries the recorder holds unacknowledged; bounds memory during a DB outage."
     )
     batch_max_events: int = _setting(1000, "Most events stored in one transaction.")
-    batch_max_bytes: int = _setting(
-        8 * 1024 * 1024, "Most body bytes stored in one transaction."
-    )
+    batch_max_bytes: int = _setting(8 * 1024 * 1024, "Most body bytes stored in one transaction.")
     batch_max_wait_ms: int = _setting(
         200, "Longest an event waits in a partial batch before it is committed (ms)."
     )

@@ -39,15 +39,24 @@ def _port_open(host: str, port: int) -> bool:
 @pytest.fixture(scope="session", autouse=True)
 def services_up() -> None:
     """Fail loudly when the broker or Postgres is down: tests need the real things."""
-    missing = [name for name, port in (("RabbitMQ", 5672), ("PostgreSQL", 5432)) if not _port_open("127.0.0.1", port)]
+    missing = [
+        name
+        for name, port in (("RabbitMQ", 5672), ("PostgreSQL", 5432))
+        if not _port_open("127.0.0.1", port)
+    ]
     if missing:
-        pytest.fail(f"{' and '.join(missing)} not reachable on 127.0.0.1; run ../shared/scripts/ensure-services")
+        pytest.fail(
+            f"{' and '.join(missing)} not reachable on 127.0.0.1: "
+            "run ../shared/scripts/ensure-services"
+        )
 
 
 def psql(sql: str, database: str = "postgres") -> str:
     result = subprocess.run(
         ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-tAc", sql],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         raise RuntimeError(f"psql failed: {result.stderr}")
@@ -121,7 +130,12 @@ def make_settings(database_url: str, names: Names, **overrides: Any) -> Settings
 class Broker:
     """A publisher on its own connection, with confirms: a publish that returns arrived."""
 
-    def __init__(self, connection: aio_pika.abc.AbstractConnection, channel: aio_pika.abc.AbstractChannel, exchange: aio_pika.abc.AbstractExchange) -> None:
+    def __init__(
+        self,
+        connection: aio_pika.abc.AbstractConnection,
+        channel: aio_pika.abc.AbstractChannel,
+        exchange: aio_pika.abc.AbstractExchange,
+    ) -> None:
         self.connection = connection
         self.channel = channel
         self.exchange = exchange
@@ -129,10 +143,15 @@ class Broker:
     async def publish(self, routing_key: str, body: bytes, **properties: Any) -> None:
         await self.exchange.publish(aio_pika.Message(body, **properties), routing_key=routing_key)
 
-    async def publish_many(self, messages: list[tuple[str, bytes, dict[str, Any]]], window: int = 500) -> None:
+    async def publish_many(
+        self, messages: list[tuple[str, bytes, dict[str, Any]]], window: int = 500
+    ) -> None:
         for start in range(0, len(messages), window):
             await asyncio.gather(
-                *(self.publish(rk, body, **props) for rk, body, props in messages[start : start + window])
+                *(
+                    self.publish(rk, body, **props)
+                    for rk, body, props in messages[start : start + window]
+                )
             )
 
     async def queue_depth(self, queue: str) -> int:
@@ -146,9 +165,13 @@ class Broker:
 
 @pytest.fixture
 async def broker(names: Names) -> AsyncIterator[Broker]:
-    connection = await aio_pika.connect(AMQP_URL, client_properties={"connection_name": f"test-publisher-{names.suffix}"})
+    connection = await aio_pika.connect(
+        AMQP_URL, client_properties={"connection_name": f"test-publisher-{names.suffix}"}
+    )
     channel = await connection.channel(publisher_confirms=True)
-    exchange = await channel.declare_exchange(names.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+    exchange = await channel.declare_exchange(
+        names.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+    )
     try:
         yield Broker(connection, channel, exchange)
     finally:
@@ -159,7 +182,9 @@ async def broker(names: Names) -> AsyncIterator[Broker]:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 30.0, what: str = "condition"
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    timeout: float = 30.0,
+    what: str = "condition",
 ) -> None:
     """Wait for a condition (polling), failing with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -200,7 +225,9 @@ async def start_recorder() -> AsyncIterator[Callable[..., Awaitable[Running]]]:
     running: list[Running] = []
     engines = []
 
-    async def start(settings: Settings, recorder_class: type = Recorder, connection_name: str = "test-recorder") -> Running:
+    async def start(
+        settings: Settings, recorder_class: type = Recorder, connection_name: str = "test-recorder"
+    ) -> Running:
         engine = create_engine(settings.database_url)
         engines.append(engine)
         recorder = recorder_class(settings, engine, connection_name=connection_name)

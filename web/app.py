@@ -9,16 +9,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Request, Response
+from litestar import Litestar, Response
 from litestar.datastructures import MutableScopeHeaders, State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.template.config import TemplateConfig
-from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.types import Message, Scope
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,7 +33,7 @@ from web.routes.health import healthz
 from web.routes.live import live_socket
 from web.routes.login import login_page, login_submit, logout
 from web.routes.pages import Pages
-from web.services import Services
+from web.services import AnyRequest, Services
 from web.templating import asset_dir, create_environment, render
 
 log = logging.getLogger(__name__)
@@ -61,19 +61,25 @@ async def add_security_headers(message: Message, scope: Scope) -> None:
             headers.setdefault("cache-control", "no-store")
 
 
-def _wants_html(request: Request) -> bool:  # type: ignore[type-arg]
-    return "text/html" in request.headers.get("accept", "") and not request.url.path.startswith("/api/")
+def _wants_html(request: AnyRequest) -> bool:
+    return "text/html" in request.headers.get("accept", "") and not request.url.path.startswith(
+        "/api/"
+    )
 
 
-def handle_http_error(request: Request, exc: HTTPException) -> Response[Any]:  # type: ignore[type-arg]
+def handle_http_error(request: AnyRequest, exc: HTTPException) -> Response[Any]:
     """Errors say what happened, never how (no traceback, no settings)."""
     detail = exc.detail if exc.status_code < 500 else "Internal error"
     if _wants_html(request):
-        return Template("error.html", context={"code": exc.status_code, "detail": detail}, status_code=exc.status_code)
+        return Template(
+            "error.html",
+            context={"code": exc.status_code, "detail": detail},
+            status_code=exc.status_code,
+        )
     return Response({"status_code": exc.status_code, "detail": detail}, status_code=exc.status_code)
 
 
-def handle_crash(request: Request, exc: Exception) -> Response[Any]:  # type: ignore[type-arg]
+def handle_crash(request: AnyRequest, exc: Exception) -> Response[Any]:
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
     return handle_http_error(request, HTTPException(status_code=HTTP_500_INTERNAL_SERVER_ERROR))
 
@@ -99,7 +105,9 @@ def create_app(
     hub = LiveHub(
         engine,
         Renderers(
-            rows=lambda rows, new: render(env, "_live_rows.html", rows=rows, skipped=new - len(rows)),
+            rows=lambda rows, new: render(
+                env, "_live_rows.html", rows=rows, skipped=new - len(rows)
+            ),
             paused=lambda missed: render(env, "_live_controls.html", paused=True, missed=missed),
             status=status_fragment,
         ),
@@ -113,7 +121,7 @@ def create_app(
         if migrate:
             await upgrade_async(settings.database_url)
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(hub.run(stop), name="live-hub")]
+        tasks: list[asyncio.Task[Any]] = [asyncio.create_task(hub.run(stop), name="live-hub")]
         if recorder is not None:
             tasks.append(asyncio.create_task(recorder.run(stop), name="recorder"))
         if demo:
@@ -123,6 +131,7 @@ def create_app(
                 asyncio.create_task(
                     demo_main(
                         settings.amqp_url,
+                        exchange=settings.exchanges[0],
                         rate=settings.demo_rate,
                         failure_rate=settings.demo_failure_rate,
                         stop=stop,
@@ -162,4 +171,3 @@ def create_app(
         request_max_body_size=64 * 1024,
         debug=False,
     )
-

@@ -106,21 +106,30 @@ class AuthMiddleware(ASGIMiddleware):
             scope["state"]["principal"] = principal
             await next_app(scope, receive, send)
             return
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 4401, "reason": "authentication required"})
+        if scope["type"] == ScopeType.WEBSOCKET:
+            await send(
+                {"type": "websocket.close", "code": 4401, "reason": "authentication required"}
+            )
             return
         await _refuse(scope, send)
 
 
 async def _refuse(scope: Scope, send: Send) -> None:
     path = scope["path"]
-    accepts_html = any(
-        k == b"accept" and b"text/html" in v for k, v in scope.get("headers", [])
-    )
+    accepts_html = any(k == b"accept" and b"text/html" in v for k, v in scope.get("headers", []))
     if accepts_html and not path.startswith("/api/"):
-        location = "/login?next=" + _quote(path + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else ""))
-        await send({"type": "http.response.start", "status": 303, "headers": [(b"location", location.encode("latin-1")), (b"content-length", b"0")]})
-        await send({"type": "http.response.body", "body": b""})
+        location = "/login?next=" + _quote(
+            path
+            + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else "")
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 303,
+                "headers": [(b"location", location.encode("latin-1")), (b"content-length", b"0")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
         return
     body = b'{"status_code":401,"detail":"authentication required"}'
     await send(
@@ -134,7 +143,7 @@ async def _refuse(scope: Scope, send: Send) -> None:
             ],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def _quote(value: str) -> str:

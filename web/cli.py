@@ -29,6 +29,16 @@ log = logging.getLogger("eventscope")
 DEMO_DLX = "events.dlx"
 
 
+def _parser_for(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:
+        try:
+            return parse_value(f, raw)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (each also an EVENTSCOPE_* variable)")
     for f in SETTINGS_FIELDS:
@@ -36,13 +46,21 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
         help_text = f"{f.metadata['help']} [{env_name(f.name)}; default: {default}]"
         if field_kind(f) is bool:
             group.add_argument(
-                flag_name(f.name), dest=f.name, action="store_const", const=True, default=None,
+                flag_name(f.name),
+                dest=f.name,
+                action="store_const",
+                const=True,
+                default=None,
                 help=help_text,
             )
         else:
             group.add_argument(
-                flag_name(f.name), dest=f.name, default=None, metavar=f.name.upper(),
-                type=lambda raw, field=f: parse_value(field, raw), help=help_text,
+                flag_name(f.name),
+                dest=f.name,
+                default=None,
+                metavar=f.name.upper(),
+                type=_parser_for(f),
+                help=help_text,
             )
 
 
@@ -97,13 +115,18 @@ def cmd_serve(settings: Settings) -> None:
         settings = dataclasses.replace(settings, exchanges=(*settings.exchanges, DEMO_DLX))
     auth = Authenticator.from_settings(settings.token, settings.no_auth)
     app = create_app(settings, auth=auth)
-    where = settings.database_url.split("@")[-1] if not settings.is_sqlite else settings.database_url
+    where = (
+        settings.database_url.split("@")[-1] if not settings.is_sqlite else settings.database_url
+    )
     print(f"eventscope: recording {', '.join(settings.exchanges)} into {where}", flush=True)
     if auth.disabled:
         print("eventscope: authentication is OFF (--no-auth, loopback only)", flush=True)
     elif auth.generated:
         print("eventscope: no EVENTSCOPE_TOKEN set, generated one for this run.", flush=True)
-    print(f"eventscope: open {login_url(settings, auth.token if auth.generated else None)}", flush=True)
+    print(
+        f"eventscope: open {login_url(settings, auth.token if auth.generated else None)}",
+        flush=True,
+    )
     uvicorn.run(
         app,
         host=settings.host,

@@ -31,7 +31,7 @@ def segments(value: Any, keep_layout: bool = False) -> list[Segment]:
     if value is None:
         return [("—", True)]
     text = str(value)
-    text = _SURROGATE.sub(lambda m: "\\u%04x" % ord(m.group()), text)
+    text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     pattern = _INVISIBLE_KEEP_LAYOUT if keep_layout else _INVISIBLE
     out: list[Segment] = []
     pos = 0
@@ -51,7 +51,7 @@ def has_invisible(value: Any) -> bool:
 
 def safe_text(value: str) -> str:
     """Text that encodes to UTF-8 (lone surrogates escaped), for bodies shown as text."""
-    return _SURROGATE.sub(lambda m: "\\u%04x" % ord(m.group()), value)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
 
 
 def human_size(n: int | None) -> str:

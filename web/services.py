@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import Environment
+from litestar import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.ingest.recorder import Recorder
@@ -14,6 +15,8 @@ from backend.live import LiveHub
 from backend.settings import Settings
 from backend.store.queries import ping
 from web.auth import Authenticator
+
+AnyRequest = Request[Any, Any, Any]
 
 
 @dataclass
@@ -39,7 +42,9 @@ class Services:
             "tap_queue": self.settings.tap_queue,
             "tap_queue_depth": rec.tap_depth if rec else None,
             "tap_queue_bound": self.settings.tap_queue_max_length,
-            "tap_queue_bound_hit_seconds_ago": round(time.time() - bound_hit) if bound_hit else None,
+            "tap_queue_bound_hit_seconds_ago": round(time.time() - bound_hit)
+            if bound_hit
+            else None,
             "tap_queue_args_mismatch": rec.tap_queue_args_mismatch if rec else None,
             "events_recorded": self.hub.total,
             "ingest_rate": round(rec.rate(), 1) if rec else 0.0,

@@ -83,7 +83,7 @@ class Recorder:
         session = self._session
         if session is None or message.channel is not session.channel:
             return  # a late delivery from a channel we gave up: the broker redelivers it
-        deliver = message.delivery
+        deliver: Any = message.delivery  # always Basic.Deliver on a consumer
         props, headers = properties_from_header(message.header.properties)
         body = message.body
         try:
@@ -234,14 +234,17 @@ class Recorder:
             with contextlib.suppress(Exception):
                 await connection.close()
 
-    async def _watch(self, connection: aio_pika.abc.AbstractConnection, raw: Any, stop: asyncio.Event) -> None:
+    async def _watch(
+        self, connection: aio_pika.abc.AbstractConnection, raw: Any, stop: asyncio.Event
+    ) -> None:
         """Poll the tap queue's depth until the channel closes or `stop` is set."""
         status_channel = await connection.channel(publisher_confirms=False)
         stop_wait = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
                 done, _ = await asyncio.wait(
-                    [stop_wait, raw.closing], timeout=STATUS_INTERVAL,
+                    [stop_wait, raw.closing],
+                    timeout=STATUS_INTERVAL,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if raw.closing in done or raw.is_closed:

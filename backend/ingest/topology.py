@@ -23,7 +23,11 @@ BUILTIN_TYPES = {
     "amq.match": "headers",
     "amq.direct": "direct",
 }
-CATCH_ALL = {"topic": ("#", None), "fanout": ("", None), "headers": ("", {"x-match": "all"})}
+CATCH_ALL: dict[str, tuple[str, dict[str, Any] | None]] = {
+    "topic": ("#", None),
+    "fanout": ("", None),
+    "headers": ("", {"x-match": "all"}),
+}
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,9 @@ async def bind_everything(
         kind = await exchange_type(connection, name)
         if kind not in CATCH_ALL:
             found[name] = f"{kind}: cannot receive every message (not bound)"
-            log.error("exchange %r is %s: only topic, fanout and headers can be recorded", name, kind)
+            log.error(
+                "exchange %r is %s: only topic, fanout and headers can be recorded", name, kind
+            )
             continue
         routing_key, arguments = CATCH_ALL[kind]
         await queue.bind(name, routing_key=routing_key, arguments=arguments)

@@ -30,7 +30,9 @@ async def list_events(
         return [dict(row._mapping) for row in result]
 
 
-async def events_after(engine: AsyncEngine, after: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+async def events_after(
+    engine: AsyncEngine, after: int, limit: int
+) -> tuple[list[dict[str, Any]], int]:
     """The newest `limit` summaries with id > `after` (newest first) and how many there are."""
     async with engine.connect() as conn:
         result = await conn.execute(
@@ -53,7 +55,9 @@ async def get_event(engine: AsyncEngine, event_id: int) -> dict[str, Any] | None
         return dict(row._mapping) if row else None
 
 
-async def related_observations(engine: AsyncEngine, row: dict[str, Any], limit: int = 20) -> dict[str, list[dict[str, Any]]]:
+async def related_observations(
+    engine: AsyncEngine, row: dict[str, Any], limit: int = 20
+) -> dict[str, list[dict[str, Any]]]:
     """Other observations of the same publish, and other events reusing its message_id."""
     async with engine.connect() as conn:
         dupes = await conn.execute(

@@ -26,7 +26,9 @@ class BatchResult:
     duplicates: int
 
 
-async def _known_observations(conn: AsyncConnection, fingerprints: Sequence[bytes]) -> dict[bytes, int]:
+async def _known_observations(
+    conn: AsyncConnection, fingerprints: Sequence[bytes]
+) -> dict[bytes, int]:
     known: dict[bytes, int] = {}
     for start in range(0, len(fingerprints), _IN_CHUNK):
         chunk = fingerprints[start : start + _IN_CHUNK]

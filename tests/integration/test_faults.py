@@ -70,7 +70,9 @@ async def test_sigkill_mid_stream_of_20000_then_restart_stores_each_exactly_once
     try:
         await eventually(lambda: consumers(broker, names.tap_queue), 30, "the recorder to consume")
         publishing = asyncio.create_task(
-            broker.publish_many([("order.created", seed_event(i), {}) for i in range(total)], window=1000)
+            broker.publish_many(
+                [("order.created", seed_event(i), {}) for i in range(total)], window=1000
+            )
         )
         await eventually(
             lambda: _stored_at_least(database_url, 2_000), 60, "a first part to be stored"
@@ -107,12 +109,20 @@ def close_connection_named(name: str) -> None:
     """Close one client connection from the broker side, as a network cut would."""
     listing = subprocess.run(
         ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"],
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout
     pids = [line.split("\t", 1)[0] for line in listing.splitlines() if name in line]
     assert pids, f"connection {name} not found in:\n{listing}"
     for pid in pids:
-        subprocess.run(["rabbitmqctl", "close_connection", pid, "test: cut"], check=True, timeout=60, capture_output=True)
+        subprocess.run(
+            ["rabbitmqctl", "close_connection", pid, "test: cut"],
+            check=True,
+            timeout=60,
+            capture_output=True,
+        )
 
 
 async def test_connection_closed_mid_stream_reconnects_and_loses_nothing(
@@ -121,7 +131,9 @@ async def test_connection_closed_mid_stream_reconnects_and_loses_nothing(
     total = 5_000
     run = await start_recorder(make_settings(sqlite_url, names), connection_name=names.connection)
     publishing = asyncio.create_task(
-        broker.publish_many([("order.created", seed_event(i), {}) for i in range(total)], window=250)
+        broker.publish_many(
+            [("order.created", seed_event(i), {}) for i in range(total)], window=250
+        )
     )
     await eventually(lambda: run.recorder.status.stored >= 500, 30, "a first part stored")
     await asyncio.to_thread(close_connection_named, names.connection)
@@ -139,15 +151,20 @@ async def test_database_outage_holds_the_batch_and_commits_when_back(
     pg_url: str, names: Names, broker: Broker, start_recorder, queue_type: str
 ) -> None:
     database = pg_url.rsplit("/", 1)[1]
-    run = await start_recorder(make_settings(pg_url, names, tap_queue_type=queue_type, prefetch=500))
+    run = await start_recorder(
+        make_settings(pg_url, names, tap_queue_type=queue_type, prefetch=500)
+    )
     await broker.publish_many([("order.created", seed_event(i), {}) for i in range(100)])
     await eventually(lambda: run.recorder.status.stored >= 100, 20, "the first hundred")
 
     psql(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
     try:
-        psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")
+        terminate = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+        psql(f"{terminate}'{database}'")
         await broker.publish_many([("order.created", seed_event(i), {}) for i in range(100, 1100)])
-        await eventually(lambda: run.recorder.status.database_error is not None, 20, "the outage to be seen")
+        await eventually(
+            lambda: run.recorder.status.database_error is not None, 20, "the outage to be seen"
+        )
         # Held, not dropped and not nacked: the broker stops at the prefetch bound.
         await eventually(lambda: run.recorder.status.holding == 500, 20, "prefetch-bound holding")
         assert await broker.queue_depth(names.tap_queue) == 500

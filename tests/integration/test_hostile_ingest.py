@@ -41,14 +41,22 @@ CORPUS: list[tuple[str, bytes, dict[str, Any]]] = [
     ("deep.nesting", b"[" * 100_000 + b"]" * 100_000, {}),
     ("nan", b'{"total": NaN, "max": Infinity}', {"content_type": "application/json"}),
     ("surrogate", b'{"name": "\\ud800", "nul": "\\u0000"}', {}),
-    ("xss.<script>alert(1)</script>", b'{"html": "<script>alert(1)</script>"}', {"headers": {"h": '"><img src=x onerror=alert(1)>'}}),
+    (
+        "xss.<script>alert(1)</script>",
+        b'{"html": "<script>alert(1)</script>"}',
+        {"headers": {"h": '"><img src=x onerror=alert(1)>'}},
+    ),
     ("template.{{7*7}}", b"${7*7} {{7*7}}", {"correlation_id": "{{7*7}}"}),
     ("bidi.\u202etxt.exe\u200b.🎉", b"{}", {"message_id": "id\u202e"}),
     ("nul.in\x00key", b"x", {"headers": {"nul": "a\x00b"}, "correlation_id": "c\x00d"}),
     ("no.props", b'{"id": "evt_no_props"}', {}),
     ("all.header.types", seed_event(1), {"headers": ALL_HEADER_TYPES}),
     ("pickle", pickle.dumps({"evil": 1}), {"content_type": "application/x-python-serialize"}),
-    ("gzip", gzip.compress(b'{"a": 1}'), {"content_encoding": "gzip", "content_type": "application/json"}),
+    (
+        "gzip",
+        gzip.compress(b'{"a": 1}'),
+        {"content_encoding": "gzip", "content_type": "application/json"},
+    ),
     ("huge.16mib", b"a" * SIXTEEN_MIB, {}),
 ]
 

@@ -50,11 +50,16 @@ async def stored_count(database_url: str) -> int:
         await engine.dispose()
 
 
-async def test_every_published_event_is_stored_exactly_once(database_url, names: Names, broker: Broker, start_recorder) -> None:
+async def test_every_published_event_is_stored_exactly_once(
+    database_url, names: Names, broker: Broker, start_recorder
+) -> None:
     run = await start_recorder(make_settings(database_url, names))
     n = 500
     await broker.publish_many(
-        [("order.created", seed_event(i, f"req_{i % 7}"), {"message_id": f"evt_{i}"}) for i in range(n)]
+        [
+            ("order.created", seed_event(i, f"req_{i % 7}"), {"message_id": f"evt_{i}"})
+            for i in range(n)
+        ]
     )
     await eventually(lambda: run.recorder.status.stored >= n, 30, f"{n} events stored")
     await eventually(lambda: _depth_is(broker, names.tap_queue, 0), 10, "tap queue drained")
@@ -68,7 +73,11 @@ async def test_every_published_event_is_stored_exactly_once(database_url, names:
     assert first["exchange"] == names.exchange
     assert first["event_type"] == "OrderCreated"
     assert first["correlation_id"] == "req_3"
-    assert (first["aggregate_type"], first["aggregate_id"], first["aggregate_version"]) == ("Order", "order_3", 1)
+    assert (first["aggregate_type"], first["aggregate_id"], first["aggregate_version"]) == (
+        "Order",
+        "order_3",
+        1,
+    )
     assert bytes(first["body"]) == seed_event(3, "req_3")
     assert await broker.queue_depth(names.tap_queue) == 0
 
@@ -84,7 +93,9 @@ async def test_redelivery_after_crash_between_commit_and_ack_is_stored_once(
     database_url, names: Names, broker: Broker, start_recorder
 ) -> None:
     settings = make_settings(database_url, names)
-    crashed = await start_recorder(settings, CrashBeforeAck, connection_name=f"{names.connection}-a")
+    crashed = await start_recorder(
+        settings, CrashBeforeAck, connection_name=f"{names.connection}-a"
+    )
     n = 200
     await broker.publish_many([("order.created", seed_event(i), {}) for i in range(n)])
     await eventually(lambda: crashed.recorder.status.stored >= n, 30, "first recorder to commit")
@@ -93,7 +104,9 @@ async def test_redelivery_after_crash_between_commit_and_ack_is_stored_once(
     assert await broker.queue_depth(names.tap_queue) == n
     second = await start_recorder(settings, connection_name=f"{names.connection}-b")
     await eventually(
-        lambda: second.recorder.status.skipped_redeliveries >= n, 30, "redeliveries to be recognised"
+        lambda: second.recorder.status.skipped_redeliveries >= n,
+        30,
+        "redeliveries to be recognised",
     )
     await eventually(lambda: _depth_is(broker, names.tap_queue, 0), 10, "tap queue drained")
     await second.halt()
@@ -106,7 +119,9 @@ async def _depth_is(broker: Broker, queue: str, depth: int) -> bool:
     return await broker.queue_depth(queue) == depth
 
 
-async def test_same_message_published_twice_is_kept_as_a_duplicate(database_url, names: Names, broker: Broker, start_recorder) -> None:
+async def test_same_message_published_twice_is_kept_as_a_duplicate(
+    database_url, names: Names, broker: Broker, start_recorder
+) -> None:
     run = await start_recorder(make_settings(database_url, names))
     body = seed_event(1)
     props = {"message_id": "evt_1", "content_type": "application/json"}
@@ -121,7 +136,9 @@ async def test_same_message_published_twice_is_kept_as_a_duplicate(database_url,
     assert run.recorder.status.duplicates == 1
 
 
-async def test_same_message_id_with_different_bodies_keeps_both(sqlite_url, names: Names, broker: Broker, start_recorder) -> None:
+async def test_same_message_id_with_different_bodies_keeps_both(
+    sqlite_url, names: Names, broker: Broker, start_recorder
+) -> None:
     run = await start_recorder(make_settings(sqlite_url, names))
     await broker.publish("order.created", b'{"a": 1}', message_id="m-1")
     await broker.publish("order.created", b'{"a": 2}', message_id="m-1")
@@ -132,14 +149,22 @@ async def test_same_message_id_with_different_bodies_keeps_both(sqlite_url, name
     assert {bytes(r["body"]) for r in rows} == {b'{"a": 1}', b'{"a": 2}'}
 
 
-async def test_fanout_and_headers_exchanges_get_catch_all_bindings(sqlite_url, names: Names, broker: Broker, start_recorder) -> None:
+async def test_fanout_and_headers_exchanges_get_catch_all_bindings(
+    sqlite_url, names: Names, broker: Broker, start_recorder
+) -> None:
     fanout, headers = f"{names.exchange}.fan", f"{names.exchange}.hdr"
     channel = await broker.connection.channel(publisher_confirms=True)
     fan_ex = await channel.declare_exchange(fanout, aio_pika.ExchangeType.FANOUT, durable=False)
     hdr_ex = await channel.declare_exchange(headers, aio_pika.ExchangeType.HEADERS, durable=True)
     try:
-        run = await start_recorder(make_settings(sqlite_url, names, exchanges=(names.exchange, fanout, headers)))
-        assert run.recorder.status.exchanges == {names.exchange: "topic", fanout: "fanout", headers: "headers"}
+        run = await start_recorder(
+            make_settings(sqlite_url, names, exchanges=(names.exchange, fanout, headers))
+        )
+        assert run.recorder.status.exchanges == {
+            names.exchange: "topic",
+            fanout: "fanout",
+            headers: "headers",
+        }
         await fan_ex.publish(aio_pika.Message(b"via fanout"), routing_key="whatever")
         await hdr_ex.publish(aio_pika.Message(b"via headers", headers={"k": "v"}), routing_key="")
         await broker.publish("order.created", b"via topic")
@@ -173,7 +198,9 @@ async def test_tap_queue_is_bounded_and_drops_oldest_without_refusing_publishers
     assert [r["event_id"] for r in rows] == [f"evt_{i}" for i in range(20, 30)]
 
 
-async def test_missing_exchange_is_declared_durable_topic(sqlite_url, names: Names, start_recorder) -> None:
+async def test_missing_exchange_is_declared_durable_topic(
+    sqlite_url, names: Names, start_recorder
+) -> None:
     name = f"{names.exchange}.new-{uuid.uuid4().hex[:4]}"
     run = await start_recorder(make_settings(sqlite_url, names, exchanges=(name,)))
     await run.halt()

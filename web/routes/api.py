@@ -5,19 +5,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, get
+from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter
 
 from backend.store.queries import clamp_limit, get_event, list_events
 from web.event_view import detail, summary
-from litestar.di import NamedDependency
-
 from web.services import Services
 
 
 class EventsApi(Controller):
     path = "/api"
-    tags = ["events"]
+    tags = ("events",)
 
     @get("/events", summary="Events, newest first (keyset paged)")
     async def events(
@@ -33,7 +32,9 @@ class EventsApi(Controller):
         return {"items": items, "next_before": next_before}
 
     @get("/events/{event_id:int}", summary="One event with headers, properties and raw body")
-    async def event(self, services: NamedDependency[Services], event_id: FromPath[int]) -> dict[str, Any]:
+    async def event(
+        self, services: NamedDependency[Services], event_id: FromPath[int]
+    ) -> dict[str, Any]:
         row = await get_event(services.engine, event_id)
         if row is None:
             raise NotFoundException(f"no event {event_id}")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from litestar import Response, get
-
-from backend.store.queries import ping
 from litestar.di import NamedDependency
 
+from backend.store.queries import ping
 from web.services import Services
 
 

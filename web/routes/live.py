@@ -8,12 +8,11 @@ import json
 from urllib.parse import urlsplit
 
 from litestar import WebSocket, websocket
+from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 
-from backend.store.queries import list_events
 from backend.live import Subscriber
-from litestar.di import NamedDependency
-
+from backend.store.queries import list_events
 from web.services import Services
 from web.templating import render
 

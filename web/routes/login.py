@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Request, Response, get, post
+from litestar import Response, get, post
 from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 
 from web.auth import SESSION_COOKIE, SESSION_TTL, Principal, safe_next
-from litestar.di import NamedDependency
-
-from web.services import Services
+from web.services import AnyRequest, Services
 
 
 def _session_cookie(value: str, secure: bool, max_age: int = SESSION_TTL) -> Cookie:
@@ -28,15 +27,19 @@ def _session_cookie(value: str, secure: bool, max_age: int = SESSION_TTL) -> Coo
     )
 
 
-def _signed_in(services: NamedDependency[Services], request: Request, principal: Principal, target: str | None) -> Redirect:  # type: ignore[type-arg]
+def _signed_in(
+    services: Services, request: AnyRequest, principal: Principal, target: str | None
+) -> Redirect:
     session_id = services.auth.open_session(principal)
     secure = request.url.scheme == "https"
-    return Redirect(safe_next(target), status_code=303, cookies=[_session_cookie(session_id, secure)])
+    return Redirect(
+        safe_next(target), status_code=303, cookies=[_session_cookie(session_id, secure)]
+    )
 
 
 @get("/login", include_in_schema=False)
 async def login_page(
-    request: Request,  # type: ignore[type-arg]
+    request: AnyRequest,
     services: NamedDependency[Services],
     token: FromQuery[str | None] = None,
     next_path: Annotated[str | None, QueryParameter(name="next")] = None,
@@ -58,7 +61,7 @@ async def login_page(
 
 @post("/login", include_in_schema=False, status_code=303)
 async def login_submit(
-    request: Request,  # type: ignore[type-arg]
+    request: AnyRequest,
     services: NamedDependency[Services],
     data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template | Redirect:
@@ -73,6 +76,6 @@ async def login_submit(
 
 
 @post("/logout", include_in_schema=False, status_code=303)
-async def logout(request: Request, services: NamedDependency[Services]) -> Redirect:  # type: ignore[type-arg]
+async def logout(request: AnyRequest, services: NamedDependency[Services]) -> Redirect:
     services.auth.close_session(request.cookies.get(SESSION_COOKIE))
     return Redirect("/login", status_code=303, cookies=[_session_cookie("", False, max_age=0)])

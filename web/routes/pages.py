@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, Response, get
+from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
 from backend.store.queries import get_event, list_events, related_observations
 from web.event_view import page_context
-from litestar.di import NamedDependency
-
 from web.services import Services
 
 
@@ -48,7 +47,9 @@ class Pages(Controller):
         return Template("event.html", context=context)
 
     @get("/events/{event_id:int}/raw")
-    async def raw(self, services: NamedDependency[Services], event_id: FromPath[int]) -> Response[bytes]:
+    async def raw(
+        self, services: NamedDependency[Services], event_id: FromPath[int]
+    ) -> Response[bytes]:
         """The stored body bytes, never interpreted by the browser."""
         row = await get_event(services.engine, event_id)
         if row is None:
