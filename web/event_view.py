@@ -109,6 +109,8 @@ def _field(name: str, tag: str, value: Any) -> dict[str, Any]:
         entry["note"] = f"{len(raw)} bytes"
     elif tag == "V":
         entry["value"] = None
+    elif tag == "t":
+        entry["value"] = "true" if value else "false"
     else:
         entry["value"] = value
     return entry

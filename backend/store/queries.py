@@ -66,10 +66,18 @@ async def related_observations(
             .order_by(events.c.id)
             .limit(limit)
         )
+        duplicates = [dict(r._mapping) for r in dupes]
+        copies: list[dict[str, Any]] = []
         conflicts: list[dict[str, Any]] = []
         if row.get("message_id"):
             result = await conn.execute(
-                select(events.c.id, events.c.routing_key, events.c.received_at)
+                select(
+                    events.c.id,
+                    events.c.exchange,
+                    events.c.routing_key,
+                    events.c.received_at,
+                    (events.c.body == row["body"]).label("same_body"),
+                )
                 .where(
                     events.c.message_id == row["message_id"],
                     events.c.fingerprint != row["fingerprint"],
@@ -77,8 +85,9 @@ async def related_observations(
                 .order_by(events.c.id)
                 .limit(limit)
             )
-            conflicts = [dict(r._mapping) for r in result]
-        return {"duplicates": [dict(r._mapping) for r in dupes], "id_conflicts": conflicts}
+            for r in result:
+                (copies if r.same_body else conflicts).append(dict(r._mapping))
+        return {"duplicates": duplicates, "copies": copies, "id_conflicts": conflicts}
 
 
 async def max_event_id(engine: AsyncEngine) -> int:
