@@ -87,3 +87,20 @@ SUMMARY_COLUMNS = (
     events.c.body_size,
     events.c.body_truncated,
 )
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("role", String(16)),
+    Column("action", String(64), nullable=False),
+    Column("target", Text),
+    Column("reason", Text),
+    Column("result", String(16), nullable=False),
+    Column("client", Text),
+    Column("details", Text),
+    Index("ix_audit_log_at", "at"),
+    sqlite_autoincrement=True,
+)
