@@ -36,7 +36,7 @@ test-fast: $(STAMP) ## unit, web and integration tests (real broker and database
 
 test: $(STAMP) browser-deps lint typecheck ## everything CI runs: lint, types, all tests, browser tests
 	$(BIN)/pytest -q tests/unit tests/web tests/integration
-	$(BIN)/pytest -q -p no:asyncio tests/browser
+	$(BIN)/pytest -q -p no:asyncio -W ignore::pytest.PytestConfigWarning tests/browser
 
 format: $(STAMP) ## apply ruff formatting and fixes
 	$(BIN)/ruff format .

@@ -90,6 +90,14 @@ async def related_observations(
         return {"duplicates": duplicates, "copies": copies, "id_conflicts": conflicts}
 
 
+async def neighbours(engine: AsyncEngine, event_id: int) -> tuple[int | None, int | None]:
+    """The ids just older and just newer than `event_id`, for prev/next links."""
+    async with engine.connect() as conn:
+        older = await conn.scalar(select(func.max(events.c.id)).where(events.c.id < event_id))
+        newer = await conn.scalar(select(func.min(events.c.id)).where(events.c.id > event_id))
+        return older, newer
+
+
 async def max_event_id(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         return int(await conn.scalar(select(func.max(events.c.id))) or 0)

@@ -193,7 +193,7 @@ def test_status_bar_shows_broker_and_counts(page: Page, publisher: Publisher) ->
     wait_live(page)
     status = page.locator("#status")
     expect(status).to_contain_text("broker connected")
-    count = status.locator(".metric", has_text="events").locator("b")
+    count = status.locator("#events-recorded b")
     before = int((count.text_content() or "").replace(",", ""))
 
     t = tag()

@@ -53,6 +53,7 @@ async def live_socket(socket: WebSocket, services: NamedDependency[Services]) ->
                         "_live_reset.html",
                         rows=rows,
                         live_rows=services.settings.live_rows,
+                        exchanges=services.settings.exchanges,
                     )
                 )
     finally:

@@ -10,7 +10,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
-from backend.store.queries import get_event, list_events, related_observations
+from backend.store.queries import get_event, list_events, neighbours, related_observations
 from web.event_view import page_context
 from web.services import Services
 
@@ -34,6 +34,7 @@ class Pages(Controller):
             "next_before": rows[-1]["id"] if len(rows) == size else None,
             "status": await services.status(),
             "live_rows": services.settings.live_rows,
+            "exchanges": services.settings.exchanges,
         }
         return Template("timeline.html", context=context)
 
@@ -44,6 +45,7 @@ class Pages(Controller):
             raise NotFoundException(f"No event with id {event_id}.")
         context = page_context(row)
         context["related"] = await related_observations(services.engine, row)
+        context["older"], context["newer"] = await neighbours(services.engine, event_id)
         return Template("event.html", context=context)
 
     @get("/events/{event_id:int}/raw")
