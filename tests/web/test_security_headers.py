@@ -1,0 +1,61 @@
+"""Every kind of response carries the security headers: pages, API, errors, login, refusals."""
+
+from __future__ import annotations
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+Client = AsyncTestClient[Litestar]
+HTML = {"accept": "text/html"}
+
+
+def assert_hardened(headers: object) -> None:
+    csp = headers["content-security-policy"]  # type: ignore[index]
+    directives = {d.split()[0]: d.split()[1:] for d in csp.split(";") if d.strip()}
+    assert directives["script-src"] == ["'self'"]
+    assert directives["frame-ancestors"] == ["'none'"]
+    assert "'unsafe-inline'" not in csp
+    assert "'unsafe-eval'" not in csp
+    assert headers["x-content-type-options"] == "nosniff"  # type: ignore[index]
+    assert headers["referrer-policy"] in {"no-referrer", "same-origin", "strict-origin"}  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status"),
+    [
+        ("/", HTML, 200),
+        ("/api/events", {}, 200),
+        ("/api/status", {}, 200),
+        ("/events/987654", HTML, 404),
+        ("/api/events/987654", {}, 404),
+        ("/no/such/page", HTML, 404),
+        ("/healthz", {}, 200),
+    ],
+)
+async def test_authenticated_responses_carry_security_headers(
+    client: Client, path: str, headers: dict[str, str], status: int
+) -> None:
+    response = await client.get(path, headers=headers)
+    assert response.status_code == status
+    assert_hardened(response.headers)
+
+
+async def test_login_page_carries_security_headers(anon: Client) -> None:
+    response = await anon.get("/login", headers=HTML)
+    assert response.status_code == 200
+    assert_hardened(response.headers)
+
+
+async def test_refusals_carry_security_headers(anon: Client) -> None:
+    api = await anon.get("/api/events")
+    assert api.status_code == 401
+    assert_hardened(api.headers)
+    page = await anon.get("/", headers=HTML, follow_redirects=False)
+    assert page.status_code == 303
+    assert_hardened(page.headers)
+
+
+async def test_pages_with_event_data_are_not_cached(client: Client) -> None:
+    for path in ("/", "/api/events"):
+        assert "no-store" in (await client.get(path, headers=HTML)).headers["cache-control"]
