@@ -166,11 +166,11 @@ def parse_time(value: Any) -> dt.datetime | None:
             parsed = dt.datetime.fromtimestamp(seconds, dt.UTC)
         else:
             return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        return parsed.astimezone(dt.UTC)
     except (ValueError, OverflowError, OSError):
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
 
 
 def extract(
@@ -226,16 +226,33 @@ def extract(
     }
 
 
-def to_row(delivery: Delivery, max_body_bytes: int) -> dict[str, Any]:
-    """Everything stored for one delivery, except the observation bookkeeping."""
+EMPTY_FIELDS = dict.fromkeys(
+    (
+        "event_id",
+        "event_type",
+        "correlation_id",
+        "causation_id",
+        "aggregate_type",
+        "aggregate_id",
+        "aggregate_version",
+        "occurred_at",
+    )
+)
+
+
+def to_row(delivery: Delivery, max_body_bytes: int, *, interpret: bool = True) -> dict[str, Any]:
+    """Everything stored for one delivery, except the observation bookkeeping.
+
+    `interpret=False` stores the bytes and delivery fields only: the recorder's last resort
+    when interpreting a message failed in a way nobody foresaw."""
     props = delivery.properties
     props_json = dumps({k: encode_value(v) for k, v in props.items()}) if props else "{}"
     headers_json = encode_table(dict(delivery.headers) if delivery.headers else None)
     body = delivery.body
-    kind, parsed = parse_json_object(body)
+    kind, parsed = parse_json_object(body) if interpret else ("binary", None)
     if props.get("content_encoding") not in (None, "", "identity", "utf-8", "utf8"):
         kind, parsed = "binary", None  # compressed or otherwise encoded: never interpreted
-    row = extract(parsed, props, delivery.headers)
+    row = extract(parsed, props, delivery.headers) if interpret else dict(EMPTY_FIELDS)
     exchange = db_text(delivery.exchange) or ""
     routing_key = db_text(delivery.routing_key) or ""
     altered = {}
@@ -260,7 +277,7 @@ def to_row(delivery: Delivery, max_body_bytes: int) -> dict[str, Any]:
         properties=props_json,
         headers=headers_json,
         originals=dumps(altered) if altered else None,
-        dead_letter=dead_letter_kind(delivery.routing_key, delivery.headers),
+        dead_letter=dead_letter_kind(delivery.routing_key, delivery.headers) if interpret else None,
     )
     return row
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.store.queries import count_events, events_after, max_event_id
+from backend.store.queries import events_after, max_id_and_count
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class Renderers:
 class Subscriber:
     """One websocket's view of the stream."""
 
+    joined_at: int = 0  # the hub's last published row id when this subscriber joined
     paused: bool = False
     missed: int = 0
     dropped: int = 0
@@ -79,7 +80,9 @@ class LiveHub:
         self.last_id = 0
 
     def subscribe(self) -> Subscriber:
-        subscriber = Subscriber()
+        """A new subscriber. The hub sends it every row newer than `subscriber.joined_at`;
+        a page showing rows up to X catches up on (X, joined_at] itself."""
+        subscriber = Subscriber(joined_at=self.last_id)
         self.subscribers.add(subscriber)
         return subscriber
 
@@ -95,8 +98,10 @@ class LiveHub:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tail the store until `stop`; database errors are logged and retried next tick."""
-        self.last_id = await self._retrying(max_event_id, stop) or 0
-        self.total = await self._retrying(count_events, stop)
+        start = await self._retrying(max_id_and_count, stop)
+        if start is None:
+            return
+        self.last_id, self.total = start
         since_status = 0.0
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -139,8 +144,8 @@ class LiveHub:
             subscriber.push(fragment)
 
     async def _retrying(
-        self, query: Callable[[AsyncEngine], Awaitable[int]], stop: asyncio.Event
-    ) -> int | None:
+        self, query: Callable[[AsyncEngine], Awaitable[tuple[int, int]]], stop: asyncio.Event
+    ) -> tuple[int, int] | None:
         while not stop.is_set():
             try:
                 return await query(self.engine)

@@ -2,12 +2,20 @@
 (function () {
   "use strict";
 
+  // A reconnecting socket catches up from the page's first row, so a row can arrive twice.
   function trimRows() {
     var body = document.getElementById("rows");
     if (!body) return;
     var max = parseInt(body.getAttribute("data-max-rows") || "200", 10);
+    var seen = {};
+    var kept = 0;
     var rows = body.querySelectorAll("tr:not(.empty)");
-    for (var i = rows.length - 1; i >= max; i--) rows[i].remove();
+    for (var i = 0; i < rows.length; i++) {
+      var id = rows[i].id;
+      if ((id && seen[id]) || kept >= max) { rows[i].remove(); continue; }
+      if (id) seen[id] = true;
+      kept++;
+    }
   }
 
   document.addEventListener("htmx:wsAfterMessage", trimRows);

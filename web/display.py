@@ -12,10 +12,12 @@ from typing import Any
 
 # C0/C1 controls, soft hyphen, zero-width and bidi controls, word joiners, BOM, line separators.
 _INVISIBLE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]"
+    "[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb"
+    "\u034f\u115f\u1160\u3164\uffa0\U000e0000-\U000e007f]"
 )
 _INVISIBLE_KEEP_LAYOUT = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]"
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb"
+    "\u034f\u115f\u1160\u3164\uffa0\U000e0000-\U000e007f]"
 )
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -43,6 +45,13 @@ def segments(value: Any, keep_layout: bool = False) -> list[Segment]:
     if pos < len(text):
         out.append((text[pos:], False))
     return out
+
+
+def visible(value: Any) -> str:
+    """One line of text with invisible characters spelled out, for attributes like title."""
+    if value is None:
+        return ""
+    return "".join(f"[{part}]" if special else part for part, special in segments(value))
 
 
 def has_invisible(value: Any) -> bool:

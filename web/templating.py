@@ -30,6 +30,7 @@ def create_environment() -> Environment:
     )
     env.filters.update(
         segments=display.segments,
+        visible=display.visible,
         human_size=display.human_size,
         clock=display.clock,
         iso=display.iso,

@@ -267,8 +267,8 @@ class Recorder:
 
 
 def _raw_row(deliver: Any, body: bytes, max_body: int) -> dict[str, Any]:
-    """Fallback row when extraction failed: raw bytes and delivery fields only."""
-    props_fallback = Delivery(
+    """Fallback row when interpreting failed: raw bytes and delivery fields only."""
+    bare = Delivery(
         exchange=str(deliver.exchange),
         routing_key=str(deliver.routing_key),
         redelivered=bool(deliver.redelivered),
@@ -277,4 +277,4 @@ def _raw_row(deliver: Any, body: bytes, max_body: int) -> dict[str, Any]:
         body=body,
         received_at=dt.datetime.now(dt.UTC),
     )
-    return to_row(props_fallback, max_body)
+    return to_row(bare, max_body, interpret=False)

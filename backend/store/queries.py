@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backend.store.models import SUMMARY_COLUMNS, events
 
 MAX_LIMIT = 1000
+MAX_ROW_ID = 2**63 - 1  # row ids are BIGINT; anything larger cannot exist
 
 
 def clamp_limit(limit: int | None, default: int) -> int:
@@ -31,24 +32,27 @@ async def list_events(
 
 
 async def events_after(
-    engine: AsyncEngine, after: int, limit: int
+    engine: AsyncEngine, after: int, limit: int, until: int | None = None
 ) -> tuple[list[dict[str, Any]], int]:
-    """The newest `limit` summaries with id > `after` (newest first) and how many there are."""
+    """The newest `limit` summaries with `after` < id (<= `until`), newest first, and how many
+    such rows there are in all."""
+    window = events.c.id > after
+    if until is not None:
+        window = window & (events.c.id <= until)
     async with engine.connect() as conn:
         result = await conn.execute(
-            select(*SUMMARY_COLUMNS)
-            .where(events.c.id > after)
-            .order_by(events.c.id.desc())
-            .limit(limit)
+            select(*SUMMARY_COLUMNS).where(window).order_by(events.c.id.desc()).limit(limit)
         )
         rows = [dict(row._mapping) for row in result]
         if len(rows) < limit:
             return rows, len(rows)
-        total = await conn.scalar(select(func.count()).where(events.c.id > after))
+        total = await conn.scalar(select(func.count()).where(window))
         return rows, int(total or 0)
 
 
 async def get_event(engine: AsyncEngine, event_id: int) -> dict[str, Any] | None:
+    if not 1 <= event_id <= MAX_ROW_ID:
+        return None
     async with engine.connect() as conn:
         result = await conn.execute(select(events).where(events.c.id == event_id))
         row = result.first()
@@ -101,6 +105,13 @@ async def neighbours(engine: AsyncEngine, event_id: int) -> tuple[int | None, in
 async def max_event_id(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         return int(await conn.scalar(select(func.max(events.c.id))) or 0)
+
+
+async def max_id_and_count(engine: AsyncEngine) -> tuple[int, int]:
+    """The newest row id and the number of rows, from one consistent snapshot."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(func.max(events.c.id), func.count()))).one()
+        return int(row[0] or 0), int(row[1] or 0)
 
 
 async def count_events(engine: AsyncEngine) -> int:

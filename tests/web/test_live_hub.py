@@ -47,14 +47,15 @@ async def run_hub(hub: LiveHub, body: Callable[[], Any]) -> None:
 async def test_event_committed_while_the_hub_starts_is_counted_once(
     sqlite_url: str, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A commit between reading the last id and counting the rows must not count twice."""
-    count_events = backend.live.count_events
+    """A commit right after the hub's starting snapshot is counted once, by the next tick."""
+    snapshot = backend.live.max_id_and_count
 
-    async def count_after_a_commit(e: AsyncEngine) -> int:
+    async def snapshot_then_commit(e: AsyncEngine) -> tuple[int, int]:
+        taken = await snapshot(e)
         await store(sqlite_url, delivery("landed.during.startup"))
-        return await count_events(e)
+        return taken
 
-    monkeypatch.setattr(backend.live, "count_events", count_after_a_commit)
+    monkeypatch.setattr(backend.live, "max_id_and_count", snapshot_then_commit)
     hub = LiveHub(engine, RENDERERS, max_rows=10, interval=0.02, status_every=60)
 
     async def body() -> None:

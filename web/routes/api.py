@@ -9,7 +9,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter
 
-from backend.store.queries import clamp_limit, get_event, list_events
+from backend.store.queries import MAX_ROW_ID, clamp_limit, get_event, list_events
 from web.event_view import detail, summary
 from web.services import Services
 
@@ -23,7 +23,9 @@ class EventsApi(Controller):
         self,
         services: NamedDependency[Services],
         limit: Annotated[int | None, QueryParameter(ge=1, le=1000)] = None,
-        before: Annotated[int | None, QueryParameter(ge=1, description="Row id cursor")] = None,
+        before: Annotated[
+            int | None, QueryParameter(ge=1, le=MAX_ROW_ID, description="Row id cursor")
+        ] = None,
     ) -> dict[str, Any]:
         size = clamp_limit(limit, services.settings.page_size)
         rows = await list_events(services.engine, size, before)

@@ -12,7 +12,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 
 from backend.live import Subscriber
-from backend.store.queries import list_events
+from backend.store.queries import events_after, list_events
 from web.services import Services
 from web.templating import render
 
@@ -34,6 +34,14 @@ async def live_socket(socket: WebSocket, services: NamedDependency[Services]) ->
     await socket.accept()
     hub = services.hub
     subscriber = hub.subscribe()
+    after = _int(socket.query_params.get("after"))
+    if after is not None and after < subscriber.joined_at:
+        # Rows stored between the page render and this connection: the hub will not send them.
+        rows, new = await events_after(
+            services.engine, after, services.settings.live_rows, subscriber.joined_at
+        )
+        if rows:
+            subscriber.push(hub.renderers.rows(rows, new))
     sender = asyncio.create_task(_send(socket, subscriber))
     try:
         while True:
@@ -67,6 +75,13 @@ async def _send(socket: WebSocket, subscriber: Subscriber) -> None:  # type: ign
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
         while True:
             await socket.send_text(await subscriber.next())
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _action(message: str) -> str | None:

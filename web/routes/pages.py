@@ -10,7 +10,13 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
-from backend.store.queries import get_event, list_events, neighbours, related_observations
+from backend.store.queries import (
+    MAX_ROW_ID,
+    get_event,
+    list_events,
+    neighbours,
+    related_observations,
+)
 from web.event_view import page_context
 from web.services import Services
 
@@ -22,7 +28,7 @@ class Pages(Controller):
     async def timeline(
         self,
         services: NamedDependency[Services],
-        before: Annotated[int | None, QueryParameter(ge=1)] = None,
+        before: Annotated[int | None, QueryParameter(ge=1, le=MAX_ROW_ID)] = None,
     ) -> Template:
         """Newest first; with `before` it is a still page of history, otherwise live."""
         size = services.settings.live_rows if before is None else services.settings.page_size
