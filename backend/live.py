@@ -29,7 +29,7 @@ SUBSCRIBER_BACKLOG = 32
 class Renderers:
     """How updates look; supplied by the web layer (the hub never knows about HTML)."""
 
-    rows: Callable[[list[dict[str, Any]], int], str]  # newest rows, total new → fragment
+    rows: Callable[[list[dict[str, Any]], int, bool], str]  # rows, total new, masked → fragment
     paused: Callable[[int], str]  # events missed while paused → fragment
     status: Callable[[], Awaitable[str]]  # the status bar
 
@@ -39,6 +39,7 @@ class Subscriber:
     """One websocket's view of the stream."""
 
     joined_at: int = 0  # the hub's last published row id when this subscriber joined
+    masked: bool = False  # a viewer: gets the masked rendering
     paused: bool = False
     missed: int = 0
     dropped: int = 0
@@ -79,10 +80,10 @@ class LiveHub:
         self.total: int | None = None  # events in the store, once counted
         self.last_id = 0
 
-    def subscribe(self) -> Subscriber:
+    def subscribe(self, masked: bool = False) -> Subscriber:
         """A new subscriber. The hub sends it every row newer than `subscriber.joined_at`;
         a page showing rows up to X catches up on (X, joined_at] itself."""
-        subscriber = Subscriber(joined_at=self.last_id)
+        subscriber = Subscriber(joined_at=self.last_id, masked=masked)
         self.subscribers.add(subscriber)
         return subscriber
 
@@ -122,11 +123,13 @@ class LiveHub:
         self.last_id = max(row["id"] for row in rows)
         if self.total is not None:
             self.total += new
-        live = [s for s in self.subscribers if not s.paused]
-        if live:
-            fragment = self.renderers.rows(rows, new)
-            for subscriber in live:
-                subscriber.push(fragment)
+        fragments: dict[bool, str] = {}  # at most two renderings: operators', viewers'
+        for subscriber in self.subscribers:
+            if subscriber.paused:
+                continue
+            if subscriber.masked not in fragments:
+                fragments[subscriber.masked] = self.renderers.rows(rows, new, subscriber.masked)
+            subscriber.push(fragments[subscriber.masked])
         for subscriber in self.subscribers:
             if subscriber.paused:
                 subscriber.missed += new

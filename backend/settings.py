@@ -47,6 +47,38 @@ class Settings:
     no_auth: bool = _setting(
         False, "Disable authentication. Refused unless the host is a loopback address."
     )
+    viewer_tokens: tuple[str, ...] = _setting(
+        (), "Comma-separated viewer tokens: read everything, act on nothing.", secret=True
+    )
+    users_file: str | None = _setting(
+        None,
+        "File of name:role:argon2-hash lines (role viewer or operator), for name and password "
+        "logins; make lines with `eventscope hash-password`.",
+    )
+    read_only: bool = _setting(
+        False, "Hide and refuse every action that publishes, discards or edits, for every role."
+    )
+    allowed_hosts: tuple[str, ...] = _setting(
+        (),
+        "Host names the UI answers to (others get 400). Empty: loopback names plus --host, "
+        "or any host when bound to all interfaces.",
+    )
+    allowed_origins: tuple[str, ...] = _setting(
+        (),
+        "Extra origins (scheme://host:port) allowed to post and open the websocket, e.g. a "
+        "proxy's public URL. The UI's own origin is always allowed.",
+    )
+    secure_cookies: bool = _setting(
+        False, "Mark the session cookie Secure (automatic when the request came over https)."
+    )
+    redact_fields: tuple[str, ...] = _setting(
+        ("password", "secret", "token", "authorization"),
+        "Field and header names (substring, case-insensitive) masked for viewers; card "
+        "numbers are always masked for viewers.",
+    )
+    login_attempts_per_minute: int = _setting(
+        10, "Failed logins allowed per client address per minute before 429."
+    )
     tap_queue: str = _setting(
         "eventscope.tap", "Name of the durable queue the recorder binds to every exchange."
     )
@@ -86,6 +118,19 @@ class Settings:
     @property
     def is_loopback(self) -> bool:
         return self.host in {"127.0.0.1", "localhost", "::1"} or self.host.startswith("127.")
+
+    @property
+    def hosts(self) -> list[str]:
+        """Host header values served: configured names, else loopback + --host, else anything;
+        each bare and with --port (the header carries the port when it is not the default)."""
+        if self.allowed_hosts:
+            names = set(self.allowed_hosts)
+        elif self.host in {"0.0.0.0", "::", ""}:  # noqa: S104 - comparing, not binding
+            return ["*"]
+        else:
+            names = {"localhost", "127.0.0.1", "[::1]", self.host}
+        names = {f"[{n}]" if ":" in n and not n.startswith("[") else n for n in names}
+        return sorted(names | {f"{n}:{self.port}" for n in names})
 
     def redacted(self) -> dict[str, Any]:
         """Settings safe to show or log: secrets replaced by a mark."""
@@ -169,7 +214,14 @@ def validate(settings: Settings) -> None:
         raise ValueError("EVENTSCOPE_EXCHANGES: the default exchange cannot be bound")
     if settings.tap_queue_type not in {"classic", "quorum"}:
         raise ValueError("EVENTSCOPE_TAP_QUEUE_TYPE: must be classic or quorum")
-    for name in ("prefetch", "batch_max_events", "batch_max_bytes", "live_rows", "page_size"):
+    for name in (
+        "prefetch",
+        "batch_max_events",
+        "batch_max_bytes",
+        "live_rows",
+        "page_size",
+        "login_attempts_per_minute",
+    ):
         if getattr(settings, name) < 1:
             raise ValueError(f"{env_name(name)}: must be at least 1")
     if settings.batch_max_wait_ms < 0 or settings.tap_queue_max_length < 1:

@@ -122,6 +122,7 @@ def make_settings(database_url: str, names: Names, **overrides: Any) -> Settings
         "exchanges": (names.exchange,),
         "tap_queue": names.tap_queue,
         "batch_max_wait_ms": 50,
+        "allowed_hosts": ("testserver.local",),  # the ASGI test client's Host
     }
     values.update(overrides)
     return load_settings({}, values)

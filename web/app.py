@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Response
+from litestar.config.allowed_hosts import AllowedHostsConfig
 from litestar.datastructures import MutableScopeHeaders, State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
@@ -24,11 +25,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.ingest.recorder import Recorder
 from backend.live import LiveHub, Renderers
+from backend.redaction import Redactor
 from backend.settings import Settings
 from backend.store.engine import create_engine
 from backend.store.migrate import upgrade_async
-from web.auth import Authenticator, AuthMiddleware
+from web.auth import Authenticator, AuthMiddleware, authenticator_for
+from web.event_view import masked_row
+from web.ratelimit import SlidingWindow
 from web.routes.api import EventsApi
+from web.routes.audit import audit_api, audit_page
 from web.routes.health import healthz
 from web.routes.live import live_socket
 from web.routes.login import login_page, login_submit, logout
@@ -97,7 +102,8 @@ def create_app(
     engine = engine or create_engine(settings.database_url)
     env = create_environment()
     recorder = Recorder(settings, engine) if run_recorder else None
-    auth = auth or Authenticator.from_settings(settings.token, settings.no_auth)
+    auth = auth or authenticator_for(settings)
+    redactor = Redactor(settings.redact_fields)
 
     async def status_fragment() -> str:
         return render(env, "_status.html", status=await services.status())
@@ -105,15 +111,27 @@ def create_app(
     hub = LiveHub(
         engine,
         Renderers(
-            rows=lambda rows, new: render(
-                env, "_live_rows.html", rows=rows, skipped=new - len(rows)
+            rows=lambda rows, new, masked: render(
+                env,
+                "_live_rows.html",
+                rows=[masked_row(row, redactor if masked else None) for row in rows],
+                skipped=new - len(rows),
             ),
             paused=lambda missed: render(env, "_live_controls.html", paused=True, missed=missed),
             status=status_fragment,
         ),
         max_rows=settings.live_rows,
     )
-    services = Services(settings, engine, env, auth, hub, recorder)
+    services = Services(
+        settings,
+        engine,
+        env,
+        auth,
+        hub,
+        recorder,
+        redactor=redactor,
+        login_failures=SlidingWindow(settings.login_attempts_per_minute),
+    )
     demo = settings.demo if run_demo is None else run_demo
 
     @asynccontextmanager
@@ -157,16 +175,18 @@ def create_app(
             login_page,
             login_submit,
             logout,
+            audit_page,
+            audit_api,
             create_static_files_router(path="/static", directories=[asset_dir("static")]),
         ],
         dependencies={"services": Provide(lambda: services, use_cache=True, sync_to_thread=False)},
-        middleware=[AuthMiddleware()],
+        middleware=[AuthMiddleware(settings.allowed_origins)],
         template_config=TemplateConfig(instance=JinjaTemplateEngine.from_environment(env)),
         openapi_config=OpenAPIConfig(title="eventscope", version="0.1.0", path="/schema"),
         lifespan=[background],
         before_send=[add_security_headers],
         exception_handlers={HTTPException: handle_http_error, Exception: handle_crash},
-        allowed_hosts=None,
+        allowed_hosts=AllowedHostsConfig(allowed_hosts=settings.hosts),
         state=State({"auth": auth, "services": services}),
         request_max_body_size=64 * 1024,
         debug=False,

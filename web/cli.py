@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database schema commands")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     upgrade = db_commands.add_parser("upgrade", help="upgrade the schema to the latest version")
+    hasher = commands.add_parser(
+        "hash-password", help="print a users-file line for NAME (reads the password from stdin)"
+    )
+    hasher.add_argument("name", help="login name")
+    hasher.add_argument("--role", choices=("viewer", "operator"), default="viewer")
     for sub in (serve, ingest, demo, upgrade):
         _add_setting_flags(sub)
     return parser
@@ -109,11 +114,14 @@ def cmd_serve(settings: Settings) -> None:
     import uvicorn
 
     from web.app import create_app
-    from web.auth import Authenticator
+    from web.auth import authenticator_for
 
     if settings.demo and DEMO_DLX not in settings.exchanges:
         settings = dataclasses.replace(settings, exchanges=(*settings.exchanges, DEMO_DLX))
-    auth = Authenticator.from_settings(settings.token, settings.no_auth)
+    try:
+        auth = authenticator_for(settings)
+    except ValueError as exc:
+        raise SystemExit(f"eventscope: {exc}") from None
     app = create_app(settings, auth=auth)
     where = (
         settings.database_url.split("@")[-1] if not settings.is_sqlite else settings.database_url
@@ -178,8 +186,29 @@ def cmd_db_upgrade(settings: Settings) -> None:
     print("eventscope: schema is up to date", flush=True)
 
 
+def cmd_hash_password(name: str, role: str) -> None:
+    import getpass
+
+    from backend.users import hash_password
+
+    if ":" in name or not name.strip():
+        raise SystemExit("eventscope: a name cannot be empty or contain ':'")
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise SystemExit("eventscope: the passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        raise SystemExit("eventscope: use at least 8 characters")
+    print(f"{name}:{role}:{hash_password(password)}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.command == "hash-password":
+        cmd_hash_password(args.name, args.role)
+        return
     try:
         settings = settings_from_args(args)
     except ValueError as exc:

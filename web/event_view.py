@@ -1,4 +1,8 @@
-"""One stored event as the API and the detail page present it (one shape, two renderings)."""
+"""One stored event as the API and the detail page present it (one shape, two renderings).
+
+Every function takes `mask`: a Redactor for viewers (secrets masked, no raw bytes), or None for
+operators (everything as stored).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 
 from backend.envelope import json_preview
 from backend.fieldtable import TYPE_NAMES, plain
+from backend.redaction import Redactor
 from web.display import hexdump, iso, safe_text
 
 PREVIEW_BYTES = 256 * 1024
@@ -34,8 +39,31 @@ SUMMARY_FIELDS = (
 )
 
 
-def summary(row: dict[str, Any]) -> dict[str, Any]:
+MASKED_SUMMARY_FIELDS = (
+    "routing_key",
+    "event_id",
+    "event_type",
+    "correlation_id",
+    "causation_id",
+    "aggregate_id",
+    "message_id",
+)
+
+
+def masked_row(row: dict[str, Any], mask: Redactor | None) -> dict[str, Any]:
+    """A row whose identifying text has card numbers and secret pairs masked (viewers)."""
+    if mask is None:
+        return row
+    out = dict(row)
+    for name in MASKED_SUMMARY_FIELDS:
+        if isinstance(out.get(name), str):
+            out[name] = mask.text(out[name])
+    return out
+
+
+def summary(row: dict[str, Any], mask: Redactor | None = None) -> dict[str, Any]:
     """The list view of an event (no body): what the timeline rows show."""
+    row = masked_row(row, mask)
     out = {name: row.get(name) for name in SUMMARY_FIELDS}
     out["received_at"] = iso(row.get("received_at"))
     out["occurred_at"] = iso(row["occurred_at"]) if row.get("occurred_at") else None
@@ -71,20 +99,48 @@ def strict_json(body: bytes) -> Any:
     return data
 
 
-def detail(row: dict[str, Any]) -> dict[str, Any]:
-    """Everything recorded about one event, for the API (raw body as base64)."""
-    props = _tagged_table(row["properties"])
-    headers = _tagged_table(row["headers"])
+def tables(row: dict[str, Any], mask: Redactor | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(properties, headers) as typed tables, masked for viewers."""
+    props, headers = _tagged_table(row["properties"]), _tagged_table(row["headers"])
+    if mask is not None:
+        props, headers = mask.tagged(props), mask.tagged(headers)
+    return props, headers
+
+
+def masked_body(row: dict[str, Any], mask: Redactor) -> tuple[bytes, Any]:
+    """A viewer's copy of the body: (display bytes, parsed JSON or None), secrets masked."""
     body = bytes(row["body"])
-    out = summary(row)
+    if row["body_kind"] == "json":
+        data = strict_json(body)
+        if data is not None:
+            masked = mask.data(data)
+            return json.dumps(masked, ensure_ascii=False).encode("utf-8"), masked
+    return mask.text(body.decode("latin-1")).encode("latin-1", "replace"), None
+
+
+def detail(row: dict[str, Any], mask: Redactor | None = None) -> dict[str, Any]:
+    """Everything recorded about one event, for the API. Viewers get masked values and no raw
+    bytes (`body_base64` is null and `redacted` true)."""
+    props, headers = tables(row, mask)
+    out = summary(row, mask)
+    if mask is None:
+        body = bytes(row["body"])
+        body_json = strict_json(body) if row["body_kind"] == "json" else None
+        text = body_text(row)
+        raw: str | None = base64.b64encode(body).decode("ascii")
+    else:
+        shown, body_json = masked_body(row, mask)
+        text = body_text({**row, "body": shown})
+        raw = None
     out.update(
         properties={k: plain(v) for k, v in props.items()},
         properties_typed=props,
         headers={k: plain(v) for k, v in headers.items()},
         headers_typed=headers,
-        body_base64=base64.b64encode(body).decode("ascii"),
-        body_text=body_text(row),
-        body_json=strict_json(body) if row["body_kind"] == "json" else None,
+        body_base64=raw,
+        body_text=text,
+        body_json=body_json,
+        redacted=mask is not None,
     )
     return out
 
@@ -116,20 +172,21 @@ def _field(name: str, tag: str, value: Any) -> dict[str, Any]:
     return entry
 
 
-def page_context(row: dict[str, Any]) -> dict[str, Any]:
+def page_context(row: dict[str, Any], mask: Redactor | None = None) -> dict[str, Any]:
     """What the detail template shows: tables, and the body as JSON, text or hex (capped)."""
-    body = bytes(row["body"])
+    body = bytes(row["body"]) if mask is None else masked_body(row, mask)[0]
     shown = body[:PREVIEW_BYTES]
     preview_cut = len(body) > PREVIEW_BYTES
     pretty = json_preview(body, row["body_kind"]) if not preview_cut else None
     text = None
     if pretty is None and row["body_kind"] in ("json", "text"):
         text = safe_text(shown.decode("utf-8", "replace"))
+    props, headers = tables(row, mask)
     return {
-        "event": row,
-        "summary": summary(row),
-        "properties": field_rows(_tagged_table(row["properties"])),
-        "headers": field_rows(_tagged_table(row["headers"])),
+        "event": masked_row(row, mask),
+        "redacted": mask is not None,
+        "properties": field_rows(props),
+        "headers": field_rows(headers),
         "pretty": pretty,
         "body_text": text,
         "hex": hexdump(body, HEX_BYTES) if pretty is None and text is None else None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import Environment
@@ -12,9 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.ingest.recorder import Recorder
 from backend.live import LiveHub
+from backend.redaction import Redactor
 from backend.settings import Settings
 from backend.store.queries import ping
-from web.auth import Authenticator
+from web.auth import Authenticator, Principal
+from web.ratelimit import SlidingWindow
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -27,6 +29,12 @@ class Services:
     auth: Authenticator
     hub: LiveHub
     recorder: Recorder | None
+    redactor: Redactor = field(default_factory=Redactor)
+    login_failures: SlidingWindow = field(default_factory=lambda: SlidingWindow(10))
+
+    def mask_for(self, principal: Principal) -> Redactor | None:
+        """Viewers see secrets masked; operators see what was stored."""
+        return None if principal.is_operator else self.redactor
 
     async def status(self) -> dict[str, Any]:
         """The numbers behind the status bar and /api/status."""

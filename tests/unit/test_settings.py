@@ -179,8 +179,14 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
     return found
 
 
-def test_cli_has_the_four_commands() -> None:
-    assert set(_subcommands(build_parser())) == {"serve", "ingest", "demo", "db upgrade"}
+def test_cli_has_its_commands() -> None:
+    assert set(_subcommands(build_parser())) == {
+        "serve",
+        "ingest",
+        "demo",
+        "db upgrade",
+        "hash-password",
+    }
 
 
 @pytest.mark.parametrize("command", ["serve", "ingest", "demo", "db upgrade"])
@@ -211,3 +217,11 @@ def test_every_flag_parses_to_its_setting(command: list[str]) -> None:
             expected[f.name] = f"v-{f.name}"
     args = build_parser().parse_args(argv)
     assert {name: getattr(args, name) for name in expected} == expected
+
+
+def test_served_hosts_include_loopback_and_the_port() -> None:
+    hosts = load_settings({}, {"port": 8123}).hosts
+    assert {"localhost", "localhost:8123", "127.0.0.1:8123", "[::1]:8123"} <= set(hosts)
+    assert "evil.example" not in hosts
+    assert load_settings({}, {"host": ALL_INTERFACES}).hosts == ["*"]
+    assert "ui.example:8000" in load_settings({}, {"allowed_hosts": ("ui.example",)}).hosts

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -106,3 +107,11 @@ async def hub_ready(app: Litestar) -> None:
     """The live hub has read where the store ends; later events count as new."""
     hub = app.state.services.hub
     await eventually(lambda: hub.total is not None, 10, "the live hub to start")
+
+
+async def csrf_token(client: AsyncTestClient[Litestar]) -> str:
+    """The session's CSRF token, read from the page as htmx reads it (hx-headers on body)."""
+    page = await client.get("/")
+    found = re.search(r'"X-CSRF-Token": "([^"]+)"', page.text)
+    assert found, "no CSRF token in the page"
+    return found.group(1)

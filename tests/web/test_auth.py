@@ -13,7 +13,7 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.routes import ASGIRoute, HTTPRoute, WebSocketRoute
 from litestar.testing import AsyncTestClient
 
-from tests.web.conftest import ORIGIN, TOKEN, delivery
+from tests.web.conftest import ORIGIN, TOKEN, csrf_token, delivery
 
 Client = AsyncTestClient[Litestar]
 HTML = {"accept": "text/html,application/xhtml+xml"}
@@ -115,7 +115,10 @@ async def test_logout_ends_the_session(client: Client) -> None:
     session = client.cookies["eventscope_session"]
     assert (await client.get("/api/events")).status_code == 200
 
-    response = await client.post("/logout", follow_redirects=False)
+    token = await csrf_token(client)
+    response = await client.post(
+        "/logout", headers={"X-CSRF-Token": token, "Origin": ORIGIN}, follow_redirects=False
+    )
     assert response.status_code == 303
     assert response.headers["location"] == "/login"
 

@@ -21,7 +21,7 @@ async def _status() -> str:
 
 
 RENDERERS = Renderers(
-    rows=lambda rows, new: "rows:" + ",".join(str(r["id"]) for r in rows) + f"/{new}",
+    rows=lambda rows, new, masked: "rows:" + ",".join(str(r["id"]) for r in rows) + f"/{new}",
     paused=lambda missed: f"paused:{missed}",
     status=_status,
 )

@@ -27,7 +27,16 @@ TEMPLATE = "{{7*7}}"
 HTMX = '<div hx-get="/api/events" hx-trigger="load">'
 
 
-OUR_HTMX_ATTRIBUTES = {"hx-ext", "hx-disable", "hx-swap-oob", "hx-vals", "ws-connect", "ws-send"}
+OUR_HTMX_ATTRIBUTES = {
+    "hx-ext",
+    "hx-disable",
+    "hx-swap-oob",
+    "hx-vals",
+    "hx-headers",
+    "hx-post",
+    "ws-connect",
+    "ws-send",
+}
 
 
 class _Elements(HTMLParser):

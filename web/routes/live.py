@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from urllib.parse import urlsplit
 
 from litestar import WebSocket, websocket
 from litestar.di import NamedDependency
@@ -13,27 +12,21 @@ from litestar.exceptions import WebSocketDisconnect
 
 from backend.live import Subscriber
 from backend.store.queries import events_after, list_events
+from web.auth import origin_allowed, principal_of
+from web.event_view import masked_row
 from web.services import Services
 from web.templating import render
 
 
-def same_origin(socket: WebSocket) -> bool:  # type: ignore[type-arg]
-    """Browsers always send Origin on websockets; it must name this very host."""
-    origin = socket.headers.get("origin")
-    host = socket.headers.get("host")
-    if not origin or not host:
-        return False
-    return urlsplit(origin).netloc.lower() == host.lower()
-
-
 @websocket("/ws/live")
 async def live_socket(socket: WebSocket, services: NamedDependency[Services]) -> None:  # type: ignore[type-arg]
-    if not same_origin(socket):
+    if origin_allowed(socket.scope, services.settings.allowed_origins) is not True:
         await socket.close(code=4403, reason="origin not allowed")
         return
     await socket.accept()
     hub = services.hub
-    subscriber = hub.subscribe()
+    mask = services.mask_for(principal_of(socket))
+    subscriber = hub.subscribe(masked=mask is not None)
     after = _int(socket.query_params.get("after"))
     if after is not None and after < subscriber.joined_at:
         # Rows stored between the page render and this connection: the hub will not send them.
@@ -41,7 +34,7 @@ async def live_socket(socket: WebSocket, services: NamedDependency[Services]) ->
             services.engine, after, services.settings.live_rows, subscriber.joined_at
         )
         if rows:
-            subscriber.push(hub.renderers.rows(rows, new))
+            subscriber.push(hub.renderers.rows(rows, new, subscriber.masked))
     sender = asyncio.create_task(_send(socket, subscriber))
     try:
         while True:
@@ -59,7 +52,7 @@ async def live_socket(socket: WebSocket, services: NamedDependency[Services]) ->
                     render(
                         services.env,
                         "_live_reset.html",
-                        rows=rows,
+                        rows=[masked_row(row, mask) for row in rows],
                         live_rows=services.settings.live_rows,
                         exchanges=services.settings.exchanges,
                     )

@@ -17,8 +17,9 @@ from backend.store.queries import (
     neighbours,
     related_observations,
 )
-from web.event_view import page_context
-from web.services import Services
+from web.auth import operator_only, principal_of
+from web.event_view import masked_row, page_context
+from web.services import AnyRequest, Services
 
 
 class Pages(Controller):
@@ -27,14 +28,16 @@ class Pages(Controller):
     @get("/")
     async def timeline(
         self,
+        request: AnyRequest,
         services: NamedDependency[Services],
         before: Annotated[int | None, QueryParameter(ge=1, le=MAX_ROW_ID)] = None,
     ) -> Template:
         """Newest first; with `before` it is a still page of history, otherwise live."""
         size = services.settings.live_rows if before is None else services.settings.page_size
         rows = await list_events(services.engine, size, before)
+        mask = services.mask_for(principal_of(request))
         context = {
-            "rows": rows,
+            "rows": [masked_row(row, mask) for row in rows],
             "live": before is None,
             "before": before,
             "next_before": rows[-1]["id"] if len(rows) == size else None,
@@ -45,20 +48,22 @@ class Pages(Controller):
         return Template("timeline.html", context=context)
 
     @get("/events/{event_id:int}")
-    async def event(self, services: NamedDependency[Services], event_id: FromPath[int]) -> Template:
+    async def event(
+        self, request: AnyRequest, services: NamedDependency[Services], event_id: FromPath[int]
+    ) -> Template:
         row = await get_event(services.engine, event_id)
         if row is None:
             raise NotFoundException(f"No event with id {event_id}.")
-        context = page_context(row)
+        context = page_context(row, services.mask_for(principal_of(request)))
         context["related"] = await related_observations(services.engine, row)
         context["older"], context["newer"] = await neighbours(services.engine, event_id)
         return Template("event.html", context=context)
 
-    @get("/events/{event_id:int}/raw")
+    @get("/events/{event_id:int}/raw", guards=[operator_only])
     async def raw(
         self, services: NamedDependency[Services], event_id: FromPath[int]
     ) -> Response[bytes]:
-        """The stored body bytes, never interpreted by the browser."""
+        """The stored body bytes, never interpreted by the browser; operators only (unmasked)."""
         row = await get_event(services.engine, event_id)
         if row is None:
             raise NotFoundException(f"No event with id {event_id}.")
