@@ -79,6 +79,8 @@ def db_text(value: str | None, limit: int | None = None) -> str | None:
     """Text any database accepts: NUL shown as ␀, lone surrogates escaped, length capped."""
     if value is None:
         return None
+    if value.isascii() and "\x00" not in value:  # the common case: nothing to fix
+        return value if limit is None or len(value) <= limit else value[:limit]
     if "\x00" in value:
         value = value.replace("\x00", "\u2400")
     try:

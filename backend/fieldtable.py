@@ -84,8 +84,12 @@ def decode_table(text: str) -> dict[str, Any]:
     return {k: decode_value(v) for k, v in json.loads(text).items()}
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+
+
 def dumps(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    """Compact ASCII JSON (one shared encoder: this runs twice per recorded message)."""
+    return _ENCODER.encode(data)
 
 
 def plain(tagged: Tagged) -> Any:
