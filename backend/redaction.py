@@ -74,6 +74,13 @@ class Redactor:
                 stack.extend((copy_list, i) for i in range(len(copy_list)))
             elif isinstance(item, str):
                 container[key] = _CARD.sub(_mask_card, item)
+            elif (
+                isinstance(item, int) and not isinstance(item, bool) and 13 <= len(str(item)) <= 19
+            ):
+                text = str(item)  # a card number stored as a JSON number
+                masked = _CARD.sub(_mask_card, text)
+                if masked != text:
+                    container[key] = masked
         return root[0]
 
     def tagged(self, table: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from backend.audit import record
 from backend.settings import Settings
 from backend.users import User, load_users, verify
 
@@ -213,7 +214,24 @@ class AuthMiddleware(ASGIMiddleware):
             return
         auth: Authenticator = scope["litestar_app"].state.auth
         connection: ASGIConnection = ASGIConnection(scope, receive=receive, send=send)  # type: ignore[type-arg]
+        services = scope["litestar_app"].state.services
+        peer = scope.get("client")
+        client = peer[0] if peer else "?"
+        bearer = connection.headers.get("authorization", "").lower().startswith("bearer ")
+        if bearer and services.login_failures.blocked(client):
+            await _deny(send, 429, "too many failed attempts; wait a minute")
+            return
         principal, session = self._identify(auth, connection)
+        if principal is None and bearer:
+            services.login_failures.hit(client)
+            await record(
+                services.engine,
+                actor="bearer token",
+                action="login",
+                result="failed",
+                client=client,
+                details={"via": "bearer", "path": scope["path"]},
+            )
         if principal is None:
             if not is_http:
                 await send({"type": "websocket.close", "code": 4401, "reason": "log in first"})

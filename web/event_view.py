@@ -115,7 +115,8 @@ def masked_body(row: dict[str, Any], mask: Redactor) -> tuple[bytes, Any]:
         if data is not None:
             masked = mask.data(data)
             return json.dumps(masked, ensure_ascii=False).encode("utf-8"), masked
-    return mask.text(body.decode("latin-1")).encode("latin-1", "replace"), None
+    text = body.decode("utf-8", "surrogateescape")  # undecodable bytes survive the round trip
+    return mask.text(text).encode("utf-8", "surrogateescape"), None
 
 
 def detail(row: dict[str, Any], mask: Redactor | None = None) -> dict[str, Any]:

@@ -23,7 +23,9 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.handlers import HTTPRouteHandler
 from litestar.testing import AsyncTestClient, WebSocketTestSession
 
+from backend.audit import entries
 from backend.settings import Settings, load_settings
+from backend.store.engine import create_engine
 from backend.users import hash_password
 from tests.conftest import eventually
 from tests.web.conftest import ORIGIN, TOKEN, csrf_token, delivery, hub_ready
@@ -131,6 +133,15 @@ async def audit_items(client: Client, **params: Any) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text
     items: list[dict[str, Any]] = response.json()["items"]
     return items
+
+
+async def stored_audit(database_url: str) -> list[dict[str, Any]]:
+    """The audit log read from the database (when this client may no longer ask the API)."""
+    engine = create_engine(database_url)
+    try:
+        return await entries(engine, 100)
+    finally:
+        await engine.dispose()
 
 
 def session_cookie(response: Any) -> list[str]:
@@ -700,7 +711,7 @@ async def test_a_login_body_over_64_kib_is_a_413(anon: Client) -> None:
 
 
 @pytest.mark.parametrize("settings_overrides", [{"login_attempts_per_minute": 3}], indirect=True)
-async def test_failed_logins_are_rate_limited_per_client(anon: Client) -> None:
+async def test_failed_logins_are_rate_limited_per_client(anon: Client, web_db: str) -> None:
     async def attempt(token: str) -> int:
         response = await anon.post(
             "/login", data={"token": token}, headers={"origin": ORIGIN}, follow_redirects=False
@@ -720,8 +731,10 @@ async def test_failed_logins_are_rate_limited_per_client(anon: Client) -> None:
     assert link.status_code == 429
     assert "eventscope_session" not in anon.cookies
     assert (await anon.get("/api/events")).status_code == 401
+    # a blocked client cannot switch to guessing Bearer tokens either, right or wrong
+    assert (await anon.get("/api/events", headers=bearer(TOKEN))).status_code == 429
 
-    results = [(e["actor"], e["result"]) for e in await audit_items(anon)]
+    results = [(e["actor"], e["result"]) for e in await stored_audit(web_db)]
     assert results == [
         ("token link", "rate-limited"),
         ("token form", "rate-limited"),
@@ -730,6 +743,18 @@ async def test_failed_logins_are_rate_limited_per_client(anon: Client) -> None:
         ("token form", "failed"),
         ("token form", "failed"),
     ]
+
+
+@pytest.mark.parametrize("settings_overrides", [{"login_attempts_per_minute": 3}], indirect=True)
+async def test_wrong_bearer_tokens_are_audited_and_rate_limited(anon: Client, web_db: str) -> None:
+    codes = [
+        (await anon.get("/api/events", headers=bearer(f"guess-{n}"))).status_code for n in range(4)
+    ]
+    assert codes == [401, 401, 401, 429]
+    assert (await anon.get("/api/events", headers=bearer(TOKEN))).status_code == 429
+    failed = [e for e in await stored_audit(web_db) if e["result"] == "failed"]
+    assert [e["actor"] for e in failed] == ["bearer token"] * 3
+    assert all("guess" not in (e["details"] or "") for e in failed)
 
 
 @pytest.mark.parametrize("settings_overrides", [{"login_attempts_per_minute": 3}], indirect=True)

@@ -54,8 +54,12 @@ class Pages(Controller):
         row = await get_event(services.engine, event_id)
         if row is None:
             raise NotFoundException(f"No event with id {event_id}.")
-        context = page_context(row, services.mask_for(principal_of(request)))
-        context["related"] = await related_observations(services.engine, row)
+        mask = services.mask_for(principal_of(request))
+        context = page_context(row, mask)
+        related = await related_observations(services.engine, row)
+        context["related"] = {
+            kind: [masked_row(other, mask) for other in others] for kind, others in related.items()
+        }
         context["older"], context["newer"] = await neighbours(services.engine, event_id)
         return Template("event.html", context=context)
 
