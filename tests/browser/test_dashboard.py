@@ -37,6 +37,7 @@ CLEAN_PAGES = [
     "/",
     "/events/{id}",
     "/?before={next_id}",
+    "/audit",
     "/login",
 ]
 
