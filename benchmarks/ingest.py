@@ -239,7 +239,7 @@ async def run_recorder(
 ) -> tuple[float, int]:
     """Start a recorder on a pre-filled tap queue; seconds until N are committed, rows in DB."""
     settings = load_settings(
-        {},
+        os.environ,  # EVENTSCOPE_PREFETCH, EVENTSCOPE_BATCH_* … tune the recorder under test
         {
             "amqp_url": amqp_url,
             "database_url": database_url,

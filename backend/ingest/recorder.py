@@ -1,8 +1,8 @@
 """The recorder: tap queue → batches → one transaction → cumulative ack.
 
 aio-pika owns the connection and the topology; deliveries are consumed through the underlying
-aiormq channel, because aio-pika's per-message machinery costs a third of the throughput
-(see docs/performance.md). Invariants:
+aiormq channel, because aio-pika's per-message machinery costs a third of the throughput, and
+SQLite batches go through one dedicated writer thread (see docs/performance.md). Invariants:
 
 - nothing is acked before its batch is committed, and an ack with `multiple=True` covers only
   tags below which everything is committed (`AckWatermark`);
@@ -32,6 +32,7 @@ from backend.ingest.acks import AckWatermark
 from backend.ingest.status import RecorderStatus
 from backend.ingest.topology import TapSpec, bind_everything, declare_tap_queue
 from backend.settings import Settings
+from backend.store.sqlite_writer import SqliteBatchWriter, sqlite_path
 from backend.store.writer import BatchResult, store_batch
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ class Recorder:
         self._max_bytes = settings.batch_max_bytes
         self._max_body = settings.max_body_bytes
         self._window = settings.batch_max_wait_ms / 1000
+        path = sqlite_path(settings.database_url)
+        self._sqlite = SqliteBatchWriter(path) if path else None
 
     # -- hot path -------------------------------------------------------------------------
 
@@ -152,7 +155,10 @@ class Recorder:
         backoff = 0.2
         while True:
             try:
-                result = await store_batch(self.engine, rows)
+                if self._sqlite is not None:
+                    result = await self._sqlite.store(rows)
+                else:
+                    result = await store_batch(self.engine, rows)
                 self.status.database_error = None
                 return result
             except Exception as exc:  # any DB failure: keep the batch, never drop or nack
@@ -198,6 +204,8 @@ class Recorder:
             self._batch_ready.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
+            if self._sqlite is not None:
+                await self._sqlite.close()
 
     def _drop_session(self) -> None:
         if self._session is not None:

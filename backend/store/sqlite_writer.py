@@ -1,0 +1,119 @@
+"""SQLite batches written by one dedicated thread with its own sqlite3 connection.
+
+Why not the async engine: with aiosqlite every row's parameters are bound on a worker thread
+that must win the GIL back from the busy event loop, once per row; the recorder then spends
+most of its time in that hand-over. Here a whole batch (look up known fingerprints, insert,
+commit) is one call into one thread, rows go in as multi-row INSERTs (one GIL hand-over per
+chunk, not per row), and the loop only awaits the result. Same rules as `writer.store_batch`;
+the values stored are the ones SQLAlchemy would store (UTC text timestamps, 0/1 booleans).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from backend.store.models import events
+from backend.store.writer import BatchResult, assign_observations
+
+COLUMNS = tuple(c.name for c in events.columns if c.name != "id")
+ROWS_PER_STATEMENT = 100  # 25 columns x 100 rows stays far below SQLite's variable limit
+_ONE_ROW = "(" + ",".join("?" * len(COLUMNS)) + ")"
+_INSERT = f"INSERT INTO events ({','.join(COLUMNS)}) VALUES "  # noqa: S608 - fixed names
+_LOOKUP_CHUNK = 500
+
+
+def _sql_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def sqlite_path(database_url: str) -> str | None:
+    """The file behind a SQLite URL, or None for anything else (or in-memory)."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return url.database
+
+
+class SqliteBatchWriter:
+    """`await writer.store(rows)`; `close()` when done. Not for use from several processes'
+    recorders at once (SQLite has one writer; use Postgres for that)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="eventscope-sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    async def store(self, rows: Sequence[dict[str, Any]]) -> BatchResult:
+        if not rows:
+            return BatchResult(0, 0, 0)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._store, rows)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._close)
+        self._executor.shutdown(wait=True)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            self._conn = conn
+        return self._conn
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _store(self, rows: Sequence[dict[str, Any]]) -> BatchResult:
+        try:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error:
+            self._close()  # a broken connection is replaced on the next try
+            raise
+        try:
+            known = self._known(conn, list({row["fingerprint"] for row in rows}))
+            keep, skipped, duplicates = assign_observations(rows, known)
+            for start in range(0, len(keep), ROWS_PER_STATEMENT):
+                chunk = keep[start : start + ROWS_PER_STATEMENT]
+                params = [_sql_value(row.get(name)) for row in chunk for name in COLUMNS]
+                conn.execute(_INSERT + ",".join([_ONE_ROW] * len(chunk)), params)
+            conn.execute("COMMIT")
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                self._close()
+            raise
+        return BatchResult(len(keep), skipped, duplicates)
+
+    @staticmethod
+    def _known(conn: sqlite3.Connection, fingerprints: list[bytes]) -> dict[bytes, int]:
+        known: dict[bytes, int] = {}
+        for start in range(0, len(fingerprints), _LOOKUP_CHUNK):
+            chunk = fingerprints[start : start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            query = (
+                "SELECT fingerprint, max(observation) FROM events "  # noqa: S608 - only '?' marks
+                f"WHERE fingerprint IN ({marks}) GROUP BY fingerprint"
+            )
+            for fp, observation in conn.execute(query, chunk):
+                known[bytes(fp)] = int(observation)
+        return known
