@@ -50,7 +50,7 @@ SECURITY_HEADERS = {
         "object-src 'none'"
     ),
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",  # no-referrer would make browsers send `Origin: null`
     "x-frame-options": "DENY",
     "cross-origin-opener-policy": "same-origin",
 }

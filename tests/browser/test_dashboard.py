@@ -303,3 +303,23 @@ def assert_rendered_as_text(page: Page, dialogs: list[str], requests: list[str])
     assert dialogs == []
     fired = [u for u in requests if "/api/events" in u or u.endswith("/x")]
     assert fired == []
+
+
+def test_login_form_then_logout_button(context: BrowserContext, server: Server) -> None:
+    """The way a person logs in without the link: the form posts, the session starts; the
+    header's Log out (an htmx POST carrying the CSRF token) ends it."""
+    page = context.new_page()
+    page.goto("/login")
+    page.fill("#token", "not the token")
+    page.click("text=Log in with token")
+    expect(page.get_by_role("alert")).to_contain_text("not valid")
+
+    page.fill("#token", server.token)
+    page.click("text=Log in with token")
+    expect(page.locator("h1")).to_have_text("Live timeline")
+    assert page.url == server.url("/")
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page.locator("h1")).to_have_text("Log in to eventscope")
+    page.goto("/")
+    expect(page.locator("h1")).to_have_text("Log in to eventscope")  # the session is gone
