@@ -86,12 +86,14 @@ class Authenticator:
         users: dict[str, User] | None = None,
         read_only: bool = False,
     ) -> Authenticator:
-        common = {"viewer_tokens": viewer_tokens, "users": users or {}, "read_only": read_only}
-        if no_auth:
-            return cls(token=None, disabled=True, **common)  # type: ignore[arg-type]
-        if token:
-            return cls(token=token, **common)  # type: ignore[arg-type]
-        return cls(token=secrets.token_urlsafe(24), generated=True, **common)  # type: ignore[arg-type]
+        return cls(
+            token=None if no_auth else token or secrets.token_urlsafe(24),
+            viewer_tokens=viewer_tokens,
+            users=users or {},
+            disabled=no_auth,
+            generated=not no_auth and not token,
+            read_only=read_only,
+        )
 
     def _principal(self, name: str, role: str) -> Principal:
         return Principal(name=name, role=role, read_only=self.read_only)

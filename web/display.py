@@ -93,11 +93,11 @@ def iso(value: dt.datetime | None) -> str:
 
 
 def hexdump(data: bytes, limit: int = 64 * 1024) -> list[tuple[str, str, str]]:
-    """Rows of (offset, hex bytes, printable ASCII) for the hex view."""
+    """Rows of (position, hex bytes, printable ASCII) for the hex view."""
     rows = []
-    for offset in range(0, min(len(data), limit), 16):
-        chunk = data[offset : offset + 16]
+    for start in range(0, min(len(data), limit), 16):
+        chunk = data[start : start + 16]
         hexes = " ".join(f"{b:02x}" for b in chunk)
         printable = "".join(chr(b) if 0x20 <= b < 0x7F else "·" for b in chunk)
-        rows.append((f"{offset:08x}", hexes, printable))
+        rows.append((f"{start:08x}", hexes, printable))
     return rows

@@ -13,29 +13,14 @@ from typing import Any
 from backend.envelope import json_preview
 from backend.fieldtable import TYPE_NAMES, plain
 from backend.redaction import Redactor
+from backend.store.models import SUMMARY_COLUMNS
 from web.display import hexdump, iso, safe_text
 
 PREVIEW_BYTES = 256 * 1024
 HEX_BYTES = 16 * 1024
-SUMMARY_FIELDS = (
-    "id",
-    "exchange",
-    "routing_key",
-    "redelivered",
-    "event_id",
-    "event_type",
-    "correlation_id",
-    "causation_id",
-    "aggregate_type",
-    "aggregate_id",
-    "aggregate_version",
-    "message_id",
-    "content_type",
-    "dead_letter",
-    "body_kind",
-    "body_size",
-    "body_truncated",
-    "observation",
+# The list view's fields: the summary columns, times rendered separately as ISO text.
+SUMMARY_FIELDS = tuple(
+    c.name for c in SUMMARY_COLUMNS if c.name not in ("received_at", "occurred_at")
 )
 
 

@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -174,7 +173,6 @@ async def wait_for_depth(channel: aio_pika.abc.AbstractChannel, queue: str, at_l
     return found
 
 
-@pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl")
 async def test_demo_reconnects_when_its_connection_is_closed(
     demo_names: DemoNames, channel: aio_pika.abc.AbstractChannel, caplog: pytest.LogCaptureFixture
 ) -> None:
