@@ -70,6 +70,24 @@ async def store_batch(engine: AsyncEngine, rows: Sequence[dict[str, Any]]) -> Ba
         fingerprints = list({row["fingerprint"] for row in rows})
         known = await _known_observations(conn, fingerprints)
         keep, skipped, duplicates = assign_observations(rows, known)
-        if keep:
+        if keep and conn.dialect.driver == "asyncpg":
+            await _insert_asyncpg(conn, keep)
+        elif keep:
             await conn.execute(insert(events), keep)
     return BatchResult(len(keep), skipped, duplicates)
+
+
+COLUMNS = tuple(c.name for c in events.columns if c.name != "id")
+_PG_INSERT = (
+    f"INSERT INTO events ({', '.join(COLUMNS)}) "  # noqa: S608 - fixed column names
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(COLUMNS) + 1))})"
+)
+
+
+async def _insert_asyncpg(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """The insert straight through asyncpg, inside the same transaction: its binary protocol
+    encodes the rows in C, where SQLAlchemy's per-row parameter processing would run in
+    Python on the event loop the recorder shares with the broker connection."""
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    await driver.executemany(_PG_INSERT, [tuple(row.get(c) for c in COLUMNS) for row in rows])
