@@ -6,6 +6,8 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from tests.web.conftest import delivery
+
 Client = AsyncTestClient[Litestar]
 HTML = {"accept": "text/html"}
 
@@ -59,3 +61,28 @@ async def test_refusals_carry_security_headers(anon: Client) -> None:
 async def test_pages_with_event_data_are_not_cached(client: Client) -> None:
     for path in ("/", "/api/events"):
         assert "no-store" in (await client.get(path, headers=HTML)).headers["cache-control"]
+
+
+def every_get_path(app: Litestar) -> list[str]:
+    """Every registered GET route, path parameters filled in (new routes are picked up)."""
+    from litestar.routes import HTTPRoute
+
+    paths = []
+    for route in app.routes:
+        if isinstance(route, HTTPRoute) and "GET" in route.methods:
+            path = route.path.replace("{event_id:int}", "1")
+            path = path.replace("{file_path:path}", "app.css")
+            path = path.replace("{path:str}", "openapi.json")
+            assert "{" not in path, f"fill in the parameters of {route.path} here"
+            paths.append(path)
+    return paths
+
+
+async def test_every_get_route_carries_security_headers(client: Client, put: object) -> None:
+    await put(delivery("order.created"))  # type: ignore[operator]
+    paths = every_get_path(client.app)
+    assert {"/", "/events/1", "/api/events/1", "/audit", "/static/app.css"} <= set(paths)
+    for path in paths:
+        response = await client.get(path, headers=HTML, follow_redirects=False)
+        assert response.status_code < 500, path
+        assert_hardened(response.headers)
