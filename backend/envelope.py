@@ -24,9 +24,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from backend.fieldtable import dumps, encode_table, encode_value
 
@@ -104,14 +107,31 @@ def fingerprint(
     return h.digest()
 
 
+_LONG_NUMBER = re.compile(rb"\d{20}")
+
+
+def _loads(body: bytes) -> Any:
+    """orjson is four times faster on the hot path. Where it differs from Python's json, the
+    latter decides: orjson refuses NaN and lone surrogates, and reads integers past 64 bits
+    (20 digits and more) as floats, so bodies with such numbers go straight to json."""
+    if _LONG_NUMBER.search(body) is None:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(body)
+
+
 def parse_json_object(body: bytes) -> tuple[str, Any]:
     """Classify a body as json/text/binary/empty and return the parsed JSON when it is JSON."""
     if not body:
         return "empty", None
-    first = body.lstrip()[:1]
+    first = body[:64].lstrip()[:1]  # never copy a large body just to look at its start
+    if not first:
+        first = body.lstrip()[:1]  # 64 bytes of whitespace first: rare, pay the copy
     if first in (b"{", b"["):
         try:
-            return "json", json.loads(body)
+            return "json", _loads(body)
         except (ValueError, RecursionError):
             pass
     try:

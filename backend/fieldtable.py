@@ -22,6 +22,11 @@ Tagged = list[Any]  # [tag, value]
 
 def encode_value(value: Any) -> Tagged:
     """Tag one decoded AMQP value; unknown types are kept as their repr, never an error."""
+    kind = type(value)
+    if kind is str:  # the common cases first: this runs for every property of every message
+        return ["s", value]
+    if kind is int:
+        return ["i", value]
     if isinstance(value, bool):
         return ["t", value]
     if isinstance(value, int):

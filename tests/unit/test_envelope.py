@@ -440,3 +440,14 @@ def test_hostile_header_values_never_raise() -> None:
     assert row["correlation_id"] is None
     assert row["causation_id"] is None
     assert row["event_type"] == str(10**30)
+
+
+def test_fast_and_standard_json_parsers_agree_on_edge_numbers() -> None:
+    from backend.envelope import parse_json_object
+
+    body = b'{"id": 123456789012345678901234567890, "n": 18446744073709551615, "f": 1.5}'
+    assert parse_json_object(body) == (
+        "json",
+        {"id": 123456789012345678901234567890, "n": 18446744073709551615, "f": 1.5},
+    )
+    assert parse_json_object(b" " * 100 + b'{"a": 1}') == ("json", {"a": 1})
