@@ -5,15 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from sqlalchemy import select
-
 from backend.envelope import Delivery, to_row
 from backend.store.engine import create_engine
 from backend.store.migrate import upgrade_async
-from backend.store.models import events
 from backend.store.sqlite_writer import SqliteBatchWriter, sqlite_path
 from backend.store.writer import store_batch
-from tests.integration.test_ingest import seed_event
+from tests.integration.test_ingest import seed_event, stored_rows
 
 WHEN = dt.datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=dt.UTC)
 
@@ -27,16 +24,6 @@ def deliveries() -> list[Delivery]:
         Delivery("events", "nul\x00key", False, {}, None, b"\xff\x00binary", WHEN),
         *(Delivery("events", f"k.{i}", False, {}, None, seed_event(i), WHEN) for i in range(250)),
     ]
-
-
-async def read_all(url: str) -> list[dict[str, object]]:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            rows = await conn.execute(select(events).order_by(events.c.id))
-            return [dict(r._mapping) for r in rows]
-    finally:
-        await engine.dispose()
 
 
 async def test_thread_writer_and_sqlalchemy_writer_store_identical_rows(tmp_path: Path) -> None:
@@ -60,7 +47,7 @@ async def test_thread_writer_and_sqlalchemy_writer_store_identical_rows(tmp_path
 
     assert by_thread == by_orm
     assert (by_thread.stored, by_thread.duplicates, by_thread.skipped_redeliveries) == (253, 1, 1)
-    thread_rows, orm_rows = await read_all(urls[0]), await read_all(urls[1])
+    thread_rows, orm_rows = await stored_rows(urls[0]), await stored_rows(urls[1])
     assert thread_rows == orm_rows
     assert thread_rows[0]["received_at"] == WHEN.replace(tzinfo=None)
     assert thread_rows[1]["observation"] == 2
