@@ -62,32 +62,44 @@ def assign_observations(
     return keep, skipped, duplicates
 
 
-async def store_batch(engine: AsyncEngine, rows: Sequence[dict[str, Any]]) -> BatchResult:
-    """Store a batch in one transaction; raises on database errors (the caller retries)."""
-    if not rows:
-        return BatchResult(0, 0, 0)
-    async with engine.begin() as conn:
-        fingerprints = list({row["fingerprint"] for row in rows})
-        known = await _known_observations(conn, fingerprints)
-        keep, skipped, duplicates = assign_observations(rows, known)
-        if keep and conn.dialect.driver == "asyncpg":
-            await _insert_asyncpg(conn, keep)
-        elif keep:
-            await conn.execute(insert(events), keep)
-    return BatchResult(len(keep), skipped, duplicates)
-
-
 COLUMNS = tuple(c.name for c in events.columns if c.name != "id")
+_PG_KNOWN = (
+    "SELECT fingerprint, max(observation) FROM events "
+    "WHERE fingerprint = ANY($1::bytea[]) GROUP BY fingerprint"
+)
 _PG_INSERT = (
     f"INSERT INTO events ({', '.join(COLUMNS)}) "  # noqa: S608 - fixed column names
     f"VALUES ({', '.join(f'${i}' for i in range(1, len(COLUMNS) + 1))})"
 )
 
 
-async def _insert_asyncpg(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """The insert straight through asyncpg, inside the same transaction: its binary protocol
-    encodes the rows in C, where SQLAlchemy's per-row parameter processing would run in
-    Python on the event loop the recorder shares with the broker connection."""
-    raw = await conn.get_raw_connection()
-    driver: Any = raw.driver_connection
-    await driver.executemany(_PG_INSERT, [tuple(row.get(c) for c in COLUMNS) for row in rows])
+async def store_batch(engine: AsyncEngine, rows: Sequence[dict[str, Any]]) -> BatchResult:
+    """Store a batch in one transaction; raises on database errors (the caller retries)."""
+    if not rows:
+        return BatchResult(0, 0, 0)
+    fingerprints = list({row["fingerprint"] for row in rows})
+    if engine.dialect.driver == "asyncpg":
+        return await _store_asyncpg(engine, rows, fingerprints)
+    async with engine.begin() as conn:
+        known = await _known_observations(conn, fingerprints)
+        keep, skipped, duplicates = assign_observations(rows, known)
+        if keep:
+            await conn.execute(insert(events), keep)
+    return BatchResult(len(keep), skipped, duplicates)
+
+
+async def _store_asyncpg(
+    engine: AsyncEngine, rows: Sequence[dict[str, Any]], fingerprints: list[bytes]
+) -> BatchResult:
+    """The same through asyncpg itself, in its own transaction: it encodes the rows in C, where
+    SQLAlchemy's per-row parameter processing would run in Python on the recorder's loop."""
+    async with engine.connect() as conn:
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        async with driver.transaction():
+            found = await driver.fetch(_PG_KNOWN, fingerprints)
+            known = {bytes(fp): int(observation) for fp, observation in found}
+            keep, skipped, duplicates = assign_observations(rows, known)
+            if keep:
+                params = [tuple(row.get(name) for name in COLUMNS) for row in keep]
+                await driver.executemany(_PG_INSERT, params)
+    return BatchResult(len(keep), skipped, duplicates)
