@@ -187,7 +187,7 @@ def create_app(
         before_send=[add_security_headers],
         exception_handlers={HTTPException: handle_http_error, Exception: handle_crash},
         allowed_hosts=AllowedHostsConfig(allowed_hosts=settings.hosts),
-        state=State({"auth": auth, "services": services}),
+        state=State({"services": services}),
         request_max_body_size=64 * 1024,
         debug=False,
     )

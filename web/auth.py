@@ -214,9 +214,9 @@ class AuthMiddleware(ASGIMiddleware):
         if PUBLIC_PATHS.match(scope["path"]):
             await next_app(scope, receive, send)
             return
-        auth: Authenticator = scope["litestar_app"].state.auth
-        connection: ASGIConnection = ASGIConnection(scope, receive=receive, send=send)  # type: ignore[type-arg]
         services = scope["litestar_app"].state.services
+        auth: Authenticator = services.auth
+        connection: ASGIConnection = ASGIConnection(scope, receive=receive, send=send)  # type: ignore[type-arg]
         peer = scope.get("client")
         client = peer[0] if peer else "?"
         bearer = connection.headers.get("authorization", "").lower().startswith("bearer ")

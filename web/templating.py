@@ -36,7 +36,6 @@ def create_environment() -> Environment:
         iso=display.iso,
         hexdump=display.hexdump,
     )
-    env.globals["has_invisible"] = display.has_invisible
     return env
 
 

@@ -19,7 +19,6 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,12 +61,10 @@ class Recorder:
         engine: AsyncEngine,
         *,
         connection_name: str = "eventscope-recorder",
-        on_commit: Callable[[BatchResult], None] | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.connection_name = connection_name
-        self.on_commit = on_commit
         self.status = RecorderStatus(
             tap_queue=settings.tap_queue, tap_bound=settings.tap_queue_max_length
         )
@@ -146,8 +143,6 @@ class Recorder:
             self.status.holding = max(0, self.status.holding - len(rows))
             self.status.record_commit(result.stored, result.skipped_redeliveries, result.duplicates)
             await self._ack(session, tags)
-            if self.on_commit is not None:
-                self.on_commit(result)
 
     async def _commit_with_retry(
         self, rows: list[dict[str, Any]], stop: asyncio.Event
