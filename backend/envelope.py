@@ -17,13 +17,17 @@ is documented in docs/architecture.md.
                   AMQP `timestamp`
 
 A seed-style dead letter (`{originalEvent, error, retries}`) is described by its original event.
+Ids are kept whole: the text column holds a display form (`id_text`), the `*_key` column a hash
+of the full original (`id_key`), which is what indexes and exact lookups use.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,9 +35,11 @@ from typing import Any
 
 import orjson
 
+from backend.amqp_lenient import UndecodedText, wire_bytes
 from backend.fieldtable import dumps, encode_table, encode_value
 
-MAX_INDEXED_CHARS = 512
+MAX_ID_CHARS = 1024  # display form of an id; the key covers the whole value
+MAX_TEXT_CHARS = 512  # content type and other short descriptive text
 PROPERTY_NAMES = (
     "content_type",
     "content_encoding",
@@ -66,6 +72,8 @@ class Delivery:
     headers: Mapping[str, Any] | None
     body: bytes
     received_at: dt.datetime
+    raw_properties: bytes | None = None  # the content header's property bytes, as received
+    problem: str | None = None  # set when the properties could not be decoded
 
 
 def properties_from_header(props: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -100,11 +108,54 @@ def fingerprint(
 ) -> bytes:
     """Identity of one publish: what a redelivery repeats exactly (redelivered flag excluded)."""
     h = hashlib.blake2b(digest_size=16)
-    for part in (exchange, routing_key, props_json, headers_json):
-        h.update(part.encode("utf-8", "surrogatepass"))
-        h.update(b"\x00\x01")
+    h.update(wire_bytes(exchange))
+    h.update(b"\x00\x01")
+    h.update(wire_bytes(routing_key))
+    h.update(b"\x00\x01")
+    h.update(props_json.encode("ascii"))  # typed JSON is ASCII
+    h.update(b"\x00\x01")
+    h.update(headers_json.encode("ascii"))
+    h.update(b"\x00\x01")
     h.update(body)
     return h.digest()
+
+
+Original = str | bytes  # an id as it came: text, or bytes when it was not UTF-8
+_blake2b = hashlib.blake2b
+_from_bytes = int.from_bytes
+
+
+@functools.lru_cache(maxsize=8192)  # types and correlation ids repeat: a hit costs ~0.1 µs
+def id_key(value: Original | None) -> int | None:
+    """A 64-bit key of an id's full original value: what indexes hold and lookups match."""
+    if value is None:
+        return None
+    raw = value.encode("utf-8", "surrogatepass") if type(value) is str else value
+    return _from_bytes(_blake2b(raw, digest_size=8).digest(), "big", signed=True)  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=8192)
+def aggregate_key(aggregate_type: Original | None, aggregate_id: Original | None) -> int | None:
+    """The key of an aggregate: its type and id together (no id, no aggregate)."""
+    if aggregate_id is None:
+        return None
+    kind = b"" if aggregate_type is None else aggregate_type
+    kind = kind.encode("utf-8", "surrogatepass") if type(kind) is str else kind
+    ident = (
+        aggregate_id.encode("utf-8", "surrogatepass") if type(aggregate_id) is str else aggregate_id
+    )
+    prefix = b"\xff\xff\xff\xff" if aggregate_type is None else len(kind).to_bytes(4, "big")
+    digest = _blake2b(prefix + kind + ident, digest_size=8).digest()  # type: ignore[operator]
+    return _from_bytes(digest, "big", signed=True)
+
+
+def id_text(value: Original | None) -> str | None:
+    """The display form stored in an id's text column: NUL made visible, capped."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "backslashreplace")
+    return db_text(value, MAX_ID_CHARS)
 
 
 _LONG_NUMBER = re.compile(rb"\d{20}")
@@ -143,19 +194,26 @@ def parse_json_object(body: bytes) -> tuple[str, Any]:
     return "text", None
 
 
-def _str_id(value: Any) -> str | None:
+def _original(value: Any) -> Original | None:
+    """An id candidate as its original value, or None when it cannot be an id."""
+    if type(value) is str:  # the common case first: this runs for every candidate
+        return value or None
+    if value is None:
+        return None
+    if isinstance(value, UndecodedText):
+        return value.raw
     if isinstance(value, str) and value:
-        return db_text(value, MAX_INDEXED_CHARS)
+        return value
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, bytes | bytearray) and value:
-        return db_text(bytes(value).decode("utf-8", "backslashreplace"), MAX_INDEXED_CHARS)
+        return bytes(value)
     return None
 
 
-def _first(*candidates: Any) -> str | None:
+def _first(*candidates: Any) -> Original | None:
     for candidate in candidates:
-        found = _str_id(candidate)
+        found = _original(candidate)
         if found is not None:
             return found
     return None
@@ -176,16 +234,30 @@ def _version(value: Any) -> int | None:
     return None
 
 
+# Epoch numbers: the unit is guessed from the magnitude, as log pipelines do. Up to 1e11 is
+# seconds (to year 5138), then milliseconds, microseconds, nanoseconds.
+_EPOCH_DIVISORS = ((1e11, 1), (1e14, 1e3), (1e17, 1e6), (float("inf"), 1e9))
+
+
 def parse_time(value: Any) -> dt.datetime | None:
-    """ISO 8601 text, epoch seconds or epoch milliseconds → aware UTC datetime, else None."""
+    """ISO 8601 text or epoch s/ms/µs/ns → aware UTC datetime; None when it is not a time or
+    the UTC instant falls outside years 1–9999 (e.g. year 1 at +14:00)."""
     try:
         if isinstance(value, dt.datetime):
             parsed = value
         elif isinstance(value, str) and 10 <= len(value) <= 40:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         elif isinstance(value, int | float) and not isinstance(value, bool):
-            seconds = value / 1000 if value > 1e11 else value
-            parsed = dt.datetime.fromtimestamp(seconds, dt.UTC)
+            if isinstance(value, float) and not math.isfinite(value):
+                return None
+            divisor = next(d for limit, d in _EPOCH_DIVISORS if abs(value) < limit)
+            if isinstance(value, int):
+                whole, rest = divmod(value, int(divisor))
+                parsed = dt.datetime.fromtimestamp(whole, dt.UTC) + dt.timedelta(
+                    microseconds=rest * 1_000_000 // int(divisor)
+                )
+            else:
+                parsed = dt.datetime.fromtimestamp(value / divisor, dt.UTC)
         else:
             return None
         if parsed.tzinfo is None:
@@ -195,10 +267,52 @@ def parse_time(value: Any) -> dt.datetime | None:
         return None
 
 
+def _present(*candidates: Any) -> Any:
+    """The first candidate that is there at all (0 and "" count: they are values)."""
+    return next((c for c in candidates if c is not None), None)
+
+
 def extract(
     body_json: Any, props: Mapping[str, Any], headers: Mapping[str, Any] | None
 ) -> dict[str, Any]:
-    """The indexed fields of one event, following the module's precedence rules."""
+    """The indexed fields of one event, following the module's precedence rules: display
+    text, keys, and `occurred_at_unparsed` (the value) when a time was there but unusable."""
+    found = extract_originals(body_json, props, headers)
+    event_type, correlation = found["event_type"], found["correlation_id"]
+    causation = found["causation_id"]
+    kind, ident = found["aggregate_type"], found["aggregate_id"]
+    when = found["occurred_at"]
+    occurred = parse_time(when)
+    return {
+        "event_id": id_text(found["event_id"]),
+        "event_type": id_text(event_type),
+        "correlation_id": id_text(correlation),
+        "causation_id": id_text(causation),
+        "aggregate_type": id_text(kind),
+        "aggregate_id": id_text(ident),
+        "event_type_key": id_key(event_type),
+        "correlation_key": id_key(correlation),
+        "aggregate_key": aggregate_key(kind, ident),
+        "aggregate_version": found["aggregate_version"],
+        "occurred_at": occurred,
+        "occurred_at_unparsed": when if when is not None and occurred is None else None,
+    }
+
+
+ID_FIELDS = (
+    "event_id",
+    "event_type",
+    "correlation_id",
+    "causation_id",
+    "aggregate_type",
+    "aggregate_id",
+)
+
+
+def extract_originals(
+    body_json: Any, props: Mapping[str, Any], headers: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The extracted values as they came (ids whole, the time candidate unparsed)."""
     doc: dict[str, Any] = body_json if isinstance(body_json, dict) else {}
     original = doc.get("originalEvent")
     if isinstance(original, dict) and "type" not in doc and "eventType" not in doc:
@@ -238,26 +352,25 @@ def extract(
         "aggregate_type": _first(doc.get("aggregateType"), meta.get("aggregateType")),
         "aggregate_id": aggregate_id,
         "aggregate_version": version,
-        "occurred_at": parse_time(
-            doc.get("timestamp")
-            or doc.get("occurredAt")
-            or doc.get("occurred_at")
-            or meta.get("timestamp")
-            or props.get("timestamp")
+        "occurred_at": _present(
+            doc.get("timestamp"),
+            doc.get("occurredAt"),
+            doc.get("occurred_at"),
+            meta.get("timestamp"),
+            props.get("timestamp"),
         ),
     }
 
 
 EMPTY_FIELDS = dict.fromkeys(
     (
-        "event_id",
-        "event_type",
-        "correlation_id",
-        "causation_id",
-        "aggregate_type",
-        "aggregate_id",
+        *ID_FIELDS,
         "aggregate_version",
         "occurred_at",
+        "occurred_at_unparsed",
+        "event_type_key",
+        "correlation_key",
+        "aggregate_key",
     )
 )
 
@@ -277,11 +390,15 @@ def to_row(delivery: Delivery, max_body_bytes: int, *, interpret: bool = True) -
     row = extract(parsed, props, delivery.headers) if interpret else dict(EMPTY_FIELDS)
     exchange = db_text(delivery.exchange) or ""
     routing_key = db_text(delivery.routing_key) or ""
-    altered = {}
-    if exchange != delivery.exchange:
+    altered: dict[str, Any] = {}
+    if exchange != delivery.exchange or isinstance(delivery.exchange, UndecodedText):
         altered["exchange"] = delivery.exchange
-    if routing_key != delivery.routing_key:
+    if routing_key != delivery.routing_key or isinstance(delivery.routing_key, UndecodedText):
         altered["routing_key"] = delivery.routing_key
+    unparsed = row.pop("occurred_at_unparsed")
+    if unparsed is not None:
+        altered["occurred_at"] = unparsed
+    message_id = _original(props.get("message_id"))
     row.update(
         fingerprint=fingerprint(
             delivery.exchange, delivery.routing_key, props_json, headers_json, body
@@ -290,16 +407,19 @@ def to_row(delivery: Delivery, max_body_bytes: int, *, interpret: bool = True) -
         exchange=exchange,
         routing_key=routing_key,
         redelivered=delivery.redelivered,
-        message_id=_str_id(props.get("message_id")),
-        content_type=db_text(props.get("content_type"), MAX_INDEXED_CHARS),
+        message_id=id_text(message_id),
+        message_id_key=id_key(message_id),
+        content_type=db_text(props.get("content_type"), MAX_TEXT_CHARS),
         body_kind=kind,
         body_size=len(body),
         body_truncated=len(body) > max_body_bytes,
         body=body[:max_body_bytes] if len(body) > max_body_bytes else body,
         properties=props_json,
         headers=headers_json,
-        originals=dumps(altered) if altered else None,
+        originals=encode_table(altered) if altered else None,
         dead_letter=dead_letter_kind(delivery.routing_key, delivery.headers) if interpret else None,
+        raw_properties=delivery.raw_properties,
+        problem=delivery.problem,
     )
     return row
 

@@ -4,8 +4,12 @@ pamqp decodes a header table into Python values; each value is tagged with its t
 that decoding gives back exactly what pamqp produced, and a replay can republish it unchanged.
 The result is ASCII JSON (`ensure_ascii`), so NUL bytes and lone surrogates survive Postgres.
 
-Tags: s str, b bytes (long string that was not UTF-8), x bytearray (AMQP byte array), i int,
-f float, d decimal, t bool, T timestamp (ISO, UTC), F table, A array, V void.
+Tags: s str, b bytes (text that was not UTF-8), x bytearray (AMQP byte array), i int,
+f float, d decimal, t bool, T timestamp (ISO, UTC), Ti timestamp no datetime can hold (the wire
+integer), F table, A array, V void.
+
+The values are lossless; their wire widths are not (an int64 5 and an int8 5 are both `i`):
+the recorder keeps each message's raw property bytes for that (backend.amqp_wire).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import math
 from decimal import Decimal
 from typing import Any
 
+from backend.amqp_lenient import OutOfRangeTimestamp, UndecodedText
+
 Tagged = list[Any]  # [tag, value]
 
 
@@ -27,6 +33,10 @@ def encode_value(value: Any) -> Tagged:
         return ["s", value]
     if kind is int:
         return ["i", value]
+    if isinstance(value, UndecodedText):
+        return ["b", base64.b64encode(value.raw).decode("ascii")]
+    if isinstance(value, OutOfRangeTimestamp):
+        return ["Ti", int(value)]
     if isinstance(value, bool):
         return ["t", value]
     if isinstance(value, int):
@@ -69,6 +79,8 @@ def decode_value(tagged: Tagged) -> Any:
         return base64.b64decode(value)
     if tag == "T":
         return dt.datetime.fromisoformat(value)
+    if tag == "Ti":
+        return OutOfRangeTimestamp(value)
     if tag == "F":
         return {k: decode_value(v) for k, v in value.items()}
     if tag == "A":
@@ -116,6 +128,7 @@ TYPE_NAMES = {
     "x": "byte array",
     "b": "bytes (not UTF-8)",
     "T": "timestamp",
+    "Ti": "timestamp (out of range)",
     "F": "table",
     "A": "array",
     "V": "void",

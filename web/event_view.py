@@ -64,6 +64,18 @@ def _tagged_table(text: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def originals_table(text: str | None) -> dict[str, Any]:
+    """The typed originals of values altered to fit a column. Rows stored before revision 0003
+    hold plain strings there; they are read as text."""
+    table = _tagged_table(text) if text else {}
+    return {
+        name: value
+        if isinstance(value, list) and len(value) == 2 and value[0] in TYPE_NAMES
+        else ["s", str(value)]
+        for name, value in table.items()
+    }
+
+
 def body_text(row: dict[str, Any]) -> str | None:
     if row["body_kind"] not in ("json", "text"):
         return None
@@ -168,6 +180,9 @@ def page_context(row: dict[str, Any], mask: Redactor | None = None) -> dict[str,
     if pretty is None and row["body_kind"] in ("json", "text"):
         text = safe_text(shown.decode("utf-8", "replace"))
     props, headers = tables(row, mask)
+    originals = originals_table(row.get("originals"))
+    if mask is not None:
+        originals = mask.tagged(originals)
     return {
         "event": masked_row(row, mask),
         "redacted": mask is not None,
@@ -179,5 +194,9 @@ def page_context(row: dict[str, Any], mask: Redactor | None = None) -> dict[str,
         "hex_cut": len(body) > HEX_BYTES,
         "preview_cut": preview_cut,
         "preview_bytes": PREVIEW_BYTES,
-        "originals": _tagged_table(row["originals"]) if row.get("originals") else {},
+        "originals": field_rows(originals),
+        "occurred_original": field_rows({"": originals["occurred_at"]})[0]
+        if "occurred_at" in originals
+        else None,
+        "raw_properties": bytes(row["raw_properties"]) if row.get("raw_properties") else None,
     }

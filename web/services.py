@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +41,13 @@ class Services:
         """The numbers behind the status bar and /api/status."""
         rec = self.recorder.status if self.recorder else None
         bound_hit = rec.tap_bound_hit_at if rec else None
+        health = rec.health() if rec else None
         return {
+            "health": health.state if health else "unknown",
+            "health_reason": health.reason if health else "recorder not running in this process",
+            "last_error": rec.last_error if rec else None,
+            "last_error_at": _iso(rec.last_error_at) if rec else None,
+            "last_stored_at": _iso(rec.last_stored_at) if rec else None,
             "broker_connected": bool(rec and rec.broker_connected),
             "broker_error": rec.broker_error if rec else "recorder not running in this process",
             "database_reachable": await ping(self.engine),
@@ -59,4 +66,12 @@ class Services:
             "holding_uncommitted": rec.holding if rec else 0,
             "duplicates_seen": rec.duplicates if rec else 0,
             "redeliveries_skipped": rec.skipped_redeliveries if rec else 0,
+            "stored_reduced": rec.reduced if rec else 0,
+            "undecodable": rec.undecodable if rec else 0,
         }
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds")

@@ -6,8 +6,10 @@ SQLite batches go through one dedicated writer thread (see docs/performance.md).
 
 - nothing is acked before its batch is committed, and an ack with `multiple=True` covers only
   tags below which everything is committed (`AckWatermark`);
-- a database error keeps the batch and retries it with backoff; the broker stops delivering
-  once `prefetch` deliveries are held, so memory stays bounded and nothing is nacked;
+- a database that is down keeps the batch, retried with backoff; the broker stops delivering
+  once `prefetch` deliveries are held, so memory stays bounded and nothing is nacked; a batch
+  the database refuses is split to isolate the row, which is stored reduced (`Committer`);
+- no message can stop it: frames pamqp cannot decode are read leniently (`amqp_lenient`);
 - a lost connection drops the uncommitted deliveries of that channel (the broker redelivers
   them, flagged, and the writer skips what was already stored) and reconnects with backoff.
 """
@@ -26,11 +28,14 @@ import aio_pika
 import aiormq
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend import amqp_lenient
 from backend.envelope import Delivery, properties_from_header, to_row
 from backend.ingest.acks import AckWatermark
+from backend.ingest.committer import CommitFailure, Committer
 from backend.ingest.status import RecorderStatus
 from backend.ingest.topology import TapSpec, bind_everything, declare_tap_queue
 from backend.settings import Settings
+from backend.store.queries import ping
 from backend.store.sqlite_writer import SqliteBatchWriter, sqlite_path
 from backend.store.writer import BatchResult, store_batch
 
@@ -65,9 +70,8 @@ class Recorder:
         self.settings = settings
         self.engine = engine
         self.connection_name = connection_name
-        self.status = RecorderStatus(
-            tap_queue=settings.tap_queue, tap_bound=settings.tap_queue_max_length
-        )
+        amqp_lenient.install()  # before the first frame is read: no message may stop us
+        self.status = RecorderStatus()
         self._session: _Session | None = None
         self._batch_ready = asyncio.Event()
         self._max_events = settings.batch_max_events
@@ -76,6 +80,7 @@ class Recorder:
         self._window = settings.batch_max_wait_ms / 1000
         path = sqlite_path(settings.database_url)
         self._sqlite = SqliteBatchWriter(path) if path else None
+        self._committer = Committer(self._store, lambda: ping(engine), self._on_commit_error)
 
     # -- hot path -------------------------------------------------------------------------
 
@@ -84,8 +89,10 @@ class Recorder:
         if session is None or message.channel is not session.channel:
             return  # a late delivery from a channel we gave up: the broker redelivers it
         deliver: Any = message.delivery  # always Basic.Deliver on a consumer
-        props, headers = properties_from_header(message.header.properties)
+        content = message.header
+        props, headers = properties_from_header(content.properties)
         body = message.body
+        undecodable = getattr(content, "undecodable", None)
         try:
             row = to_row(
                 Delivery(
@@ -96,12 +103,19 @@ class Recorder:
                     headers=headers,
                     body=body,
                     received_at=dt.datetime.now(dt.UTC),
+                    raw_properties=getattr(content, "raw_properties", None),
+                    problem=f"properties could not be decoded ({undecodable}); raw bytes kept"
+                    if undecodable
+                    else None,
                 ),
                 self._max_body,
             )
         except Exception:  # envelope is defensive; this is the last line, never lose ingest
             log.exception("could not describe delivery %s; storing it raw", deliver.delivery_tag)
-            row = _raw_row(deliver, body, self._max_body)
+            row = _raw_row(deliver, content, body, self._max_body)
+        if row.get("problem"):
+            self.status.undecodable += 1
+            self.status.note_error(f"message on {row['routing_key']!r}: {row['problem']}")
         if not session.rows:
             session.first_at = time.monotonic()
         session.rows.append(row)
@@ -125,6 +139,8 @@ class Recorder:
         while not stop.is_set():
             session = self._session
             if session is None or not session.rows:
+                if not self.status.tap_depth:
+                    self.status.note_idle()
                 self._batch_ready.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._batch_ready.wait(), timeout=self._window or 0.05)
@@ -137,33 +153,27 @@ class Recorder:
                     await asyncio.wait_for(self._batch_ready.wait(), timeout=wait)
                 continue
             rows, tags = self._take_batch(session)
-            result = await self._commit_with_retry(rows, stop)
+            reduced_before = self._committer.reduced_rows
+            result = await self._committer.commit(rows, stop)
             if result is None:
                 return
+            self.status.reduced += self._committer.reduced_rows - reduced_before
             self.status.holding = max(0, self.status.holding - len(rows))
             self.status.record_commit(result.stored, result.skipped_redeliveries, result.duplicates)
             await self._ack(session, tags)
 
-    async def _commit_with_retry(
-        self, rows: list[dict[str, Any]], stop: asyncio.Event
-    ) -> BatchResult | None:
-        backoff = 0.2
-        while True:
-            try:
-                if self._sqlite is not None:
-                    result = await self._sqlite.store(rows)
-                else:
-                    result = await store_batch(self.engine, rows)
-                self.status.database_error = None
-                return result
-            except Exception as exc:  # any DB failure: keep the batch, never drop or nack
-                self.status.database_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.warning("commit failed, retrying in %.1fs: %s", backoff, exc)
-                if stop.is_set():
-                    return None
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+    async def _store(self, rows: Any) -> BatchResult:
+        if self._sqlite is not None:
+            return await self._sqlite.store(rows)
+        return await store_batch(self.engine, rows)
+
+    def _on_commit_error(self, failure: CommitFailure | None) -> None:
+        if failure is None:
+            self.status.set_database_error(None)
+        elif failure.transient:
+            self.status.set_database_error(failure.message)
+        else:
+            self.status.note_error(f"database refused a batch: {failure.message}")
 
     async def _ack(self, session: _Session, tags: list[int]) -> None:
         mark = session.watermark.commit(tags)
@@ -187,6 +197,7 @@ class Recorder:
                     backoff = 0.5
                 except Exception as exc:
                     self.status.broker_error = f"{type(exc).__name__}: {exc}"[:300] or "unreachable"
+                    self.status.note_error(f"broker: {self.status.broker_error}")
                     log.warning("broker unreachable (%s); retrying in %.1fs", exc, backoff)
                 finally:
                     self.status.broker_connected = False
@@ -269,15 +280,17 @@ class Recorder:
             raise ConnectionError("the broker cancelled our consumer")
 
 
-def _raw_row(deliver: Any, body: bytes, max_body: int) -> dict[str, Any]:
+def _raw_row(deliver: Any, content: Any, body: bytes, max_body: int) -> dict[str, Any]:
     """Fallback row when interpreting failed: raw bytes and delivery fields only."""
     bare = Delivery(
-        exchange=str(deliver.exchange),
-        routing_key=str(deliver.routing_key),
+        exchange=deliver.exchange if isinstance(deliver.exchange, str) else "",
+        routing_key=deliver.routing_key if isinstance(deliver.routing_key, str) else "",
         redelivered=bool(deliver.redelivered),
         properties={},
         headers=None,
         body=body,
         received_at=dt.datetime.now(dt.UTC),
+        raw_properties=getattr(content, "raw_properties", None),
+        problem="could not be interpreted; stored raw",
     )
     return to_row(bare, max_body, interpret=False)

@@ -4,6 +4,12 @@ One row per observation of a publish. `id` is the monotonic internal row id ever
 API page by (keyset, newest first). `fingerprint` + `observation` make storage idempotent: a
 tap-queue redelivery of a stored publish is skipped, a second publish of the same bytes becomes
 observation 2 and is shown as a duplicate. Changes go through alembic (backend/migrations).
+
+Ids taken from bus data (event type, correlation, aggregate, message id) can be of any
+length: their text columns hold a display form (capped, NUL made visible) and are not indexed;
+each has a `*_key` column, a 64-bit hash of the full original value, that the indexes hold.
+Exact lookups compare key and text (`backend.envelope.id_key`), so a prefix or a look-alike
+never matches another id, and every index entry fits Postgres' btree row limit.
 """
 
 from __future__ import annotations
@@ -54,12 +60,18 @@ events = Table(
     Column("properties", Text, nullable=False),  # typed JSON, backend.fieldtable
     Column("headers", Text, nullable=False),  # typed JSON, backend.fieldtable
     Column("originals", Text),  # typed values altered to fit a text column (NUL bytes)
+    Column("raw_properties", LargeBinary),  # the content header's property bytes, as received
+    Column("problem", Text),  # why the row is incomplete (undecodable, stored reduced), or null
+    Column("event_type_key", BigInteger),
+    Column("correlation_key", BigInteger),
+    Column("aggregate_key", BigInteger),  # type and id together
+    Column("message_id_key", BigInteger),
     Index("ux_events_fingerprint", "fingerprint", "observation", unique=True),
-    Index("ix_events_correlation", "correlation_id", "id"),
-    Index("ix_events_aggregate", "aggregate_type", "aggregate_id", "aggregate_version"),
+    Index("ix_events_correlation_key", "correlation_key", "id"),
+    Index("ix_events_aggregate_key", "aggregate_key", "aggregate_version"),
     Index("ix_events_routing_key", "routing_key", "id"),
-    Index("ix_events_event_type", "event_type", "id"),
-    Index("ix_events_message_id", "message_id"),
+    Index("ix_events_event_type_key", "event_type_key", "id"),
+    Index("ix_events_message_id_key", "message_id_key"),
     Index("ix_events_received_at", "received_at"),
     Index("ix_events_dead_letter", "dead_letter", "id"),
     sqlite_autoincrement=True,
@@ -86,6 +98,7 @@ SUMMARY_COLUMNS = (
     events.c.body_kind,
     events.c.body_size,
     events.c.body_truncated,
+    events.c.problem,
 )
 
 audit_log = Table(

@@ -73,7 +73,7 @@ async def related_observations(
         duplicates = [dict(r._mapping) for r in dupes]
         copies: list[dict[str, Any]] = []
         conflicts: list[dict[str, Any]] = []
-        if row.get("message_id"):
+        if row.get("message_id_key") is not None:
             result = await conn.execute(
                 select(
                     events.c.id,
@@ -83,6 +83,7 @@ async def related_observations(
                     (events.c.body == row["body"]).label("same_body"),
                 )
                 .where(
+                    events.c.message_id_key == row["message_id_key"],
                     events.c.message_id == row["message_id"],
                     events.c.fingerprint != row["fingerprint"],
                 )

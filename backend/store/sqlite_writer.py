@@ -17,13 +17,14 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from sqlalchemy import Boolean, DateTime
 from sqlalchemy.engine import make_url
 
 from backend.store.models import events
 from backend.store.writer import BatchResult, assign_observations
 
 COLUMNS = tuple(c.name for c in events.columns if c.name != "id")
-ROWS_PER_STATEMENT = 100  # 25 columns x 100 rows stays far below SQLite's variable limit
+ROWS_PER_STATEMENT = 100  # ~32 columns x 100 rows stays far below SQLite's variable limit
 _ONE_ROW = "(" + ",".join("?" * len(COLUMNS)) + ")"
 _INSERT = f"INSERT INTO events ({','.join(COLUMNS)}) VALUES "  # noqa: S608 - fixed names
 _LOOKUP_CHUNK = 500
@@ -33,10 +34,27 @@ def _sql_value(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        # SQLAlchemy's own format; strftime would write year 1 as "1", which it cannot read.
+        return (
+            f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
+            f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
+        )
     if isinstance(value, bool):
         return int(value)
     return value
+
+
+# Only these columns hold datetimes or booleans; every other value goes to sqlite3 as it is.
+_CONVERTED = tuple(
+    i for i, name in enumerate(COLUMNS) if isinstance(events.c[name].type, DateTime | Boolean)
+)
+
+
+def _row_values(row: dict[str, Any]) -> list[Any]:
+    values = [row.get(name) for name in COLUMNS]
+    for i in _CONVERTED:
+        values[i] = _sql_value(values[i])
+    return values
 
 
 def sqlite_path(database_url: str) -> str | None:
@@ -93,7 +111,7 @@ class SqliteBatchWriter:
             keep, skipped, duplicates = assign_observations(rows, known)
             for start in range(0, len(keep), ROWS_PER_STATEMENT):
                 chunk = keep[start : start + ROWS_PER_STATEMENT]
-                params = [_sql_value(row.get(name)) for row in chunk for name in COLUMNS]
+                params = [value for row in chunk for value in _row_values(row)]
                 conn.execute(_INSERT + ",".join([_ONE_ROW] * len(chunk)), params)
             conn.execute("COMMIT")
         except BaseException:

@@ -169,10 +169,12 @@ async def test_database_outage_holds_the_batch_and_commits_when_back(
         await eventually(lambda: run.recorder.status.holding == 500, 20, "prefetch-bound holding")
         assert await broker.queue_depth(names.tap_queue) == 500
         assert run.recorder.status.stored == 100
+        assert run.recorder.status.health().state == "stopped", "never claims health"
     finally:
         psql(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
     await eventually(lambda: run.recorder.status.stored >= 1100, 60, "the held events committed")
     await eventually(lambda: _queue_empty(broker, names.tap_queue), 30, "tap queue drained")
     assert run.recorder.status.database_error is None
+    assert run.recorder.status.reduced == 0, "a database that is down is retried, never split"
     await run.halt()
     assert await count_and_distinct(pg_url) == (1100, 1100)

@@ -25,8 +25,13 @@ async def test_stored_events_are_served_while_the_broker_is_unreachable(
         page = await client.get("/", headers=auth)
         assert page.status_code == 200
         assert "order.stored.before" in page.text
-        assert "broker unreachable — retrying" in page.text
+        assert "broker unreachable — retrying · not recording" in page.text
+        assert 'id="last-stored"' in page.text
         status = (await client.get("/api/status", headers=auth)).json()
         assert status["broker_connected"] is False
+        assert status["health"] == "stopped", "never claims health while not recording"
+        assert status["last_error"].startswith("broker: ")
+        assert status["last_error_at"] is not None
+        assert status["last_stored_at"] is None
         assert status["database_reachable"] is True
         assert (await client.get("/healthz")).json() == {"status": "ok"}

@@ -313,7 +313,8 @@ async def test_nul_in_routing_key_is_shown_and_flagged(
     detail = (await client.get(f"/events/{event_id}", headers=HTML)).text
     assert "order␀created" in detail
     assert "\x00" not in detail
-    assert "Stored altered" in detail
+    assert 'id="originals"' in detail, "the original is listed as kept"
+    assert "U+0000" in detail.split('id="originals"')[1], "its NUL shown as a visible badge"
 
 
 async def test_truncated_body_is_flagged_with_its_real_size(
