@@ -14,9 +14,11 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 
 WORKDIR /src
-# Only what the wheel is built from. README.md is the package's `readme`; templates/ and static/
-# are put into the wheel as web/templates and web/static (hatch force-include in pyproject.toml).
+# Only what the wheel is built from. README.md is the package's `readme`; eventscope/ holds
+# symlinks to backend/, web/, templates/ and static/, whose contents the wheel puts under the one
+# import package `eventscope` (pyproject.toml).
 COPY pyproject.toml README.md ./
+COPY eventscope/ eventscope/
 COPY backend/ backend/
 COPY web/ web/
 COPY templates/ templates/
@@ -28,9 +30,9 @@ RUN python -m venv /opt/venv \
  && rm -rf /tmp/wheels
 
 # Fail the build if the installed package cannot find its templates or static files. Run from /
-# so that /src/web is not what gets imported.
+# so that /src is not what gets imported.
 RUN cd / \
- && /opt/venv/bin/python -c "from web.templating import asset_dir; print(asset_dir('templates'), asset_dir('static'))" \
+ && /opt/venv/bin/python -c "from eventscope.web.templating import asset_dir; print(asset_dir('templates'), asset_dir('static'))" \
  && /opt/venv/bin/eventscope --help > /dev/null
 
 # --- runtime: the same base, the venv, a non-root user ----------------------------------------

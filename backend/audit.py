@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.envelope import db_text
-from backend.store.models import audit_log
+from eventscope.backend.envelope import db_text
+from eventscope.backend.store.models import audit_log
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ from typing import Any
 
 import orjson
 
-from backend.amqp_lenient import UndecodedText, wire_bytes
-from backend.fieldtable import dumps, encode_table, encode_value
+from eventscope.backend.amqp_lenient import UndecodedText, wire_bytes
+from eventscope.backend.fieldtable import dumps, encode_table, encode_value
 
 MAX_ID_CHARS = 1024  # display form of an id; the key covers the whole value
 MAX_TEXT_CHARS = 512  # content type and other short descriptive text

@@ -21,7 +21,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from backend.amqp_lenient import OutOfRangeTimestamp, UndecodedText
+from eventscope.backend.amqp_lenient import OutOfRangeTimestamp, UndecodedText
 
 Tagged = list[Any]  # [tag, value]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.store.queries import events_after, max_id_and_count
+from eventscope.backend.store.queries import events_after, max_id_and_count
 
 log = logging.getLogger(__name__)
 

@@ -41,12 +41,12 @@ import aiormq
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from backend.ingest.recorder import Recorder
-from backend.ingest.topology import TapSpec
-from backend.settings import load_settings
-from backend.store.engine import create_engine
-from backend.store.migrate import upgrade_async
-from backend.store.queries import count_events
+from eventscope.backend.ingest.recorder import Recorder
+from eventscope.backend.ingest.topology import TapSpec
+from eventscope.backend.settings import load_settings
+from eventscope.backend.store.engine import create_engine
+from eventscope.backend.store.migrate import upgrade_async
+from eventscope.backend.store.queries import count_events
 
 PHASES = ("baseline", "sqlite", "postgres")
 TARGETS = {"sqlite": 0.8, "postgres": 0.6}

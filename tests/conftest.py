@@ -21,8 +21,8 @@ from typing import Any
 import aio_pika
 import pytest
 
-from backend.settings import Settings, load_settings
-from backend.store.migrate import upgrade
+from eventscope.backend.settings import Settings, load_settings
+from eventscope.backend.store.migrate import upgrade
 
 AMQP_URL = os.environ.get("EVENTSCOPE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PG_ADMIN = os.environ.get("EVENTSCOPE_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
@@ -220,8 +220,8 @@ class Running:
 @pytest.fixture
 async def start_recorder() -> AsyncIterator[Callable[..., Awaitable[Running]]]:
     """Start recorders in this process; each is stopped and its engine disposed at teardown."""
-    from backend.ingest.recorder import Recorder
-    from backend.store.engine import create_engine
+    from eventscope.backend.ingest.recorder import Recorder
+    from eventscope.backend.store.engine import create_engine
 
     running: list[Running] = []
     engines = []

@@ -13,7 +13,7 @@ from typing import Any
 import aiormq
 from pamqp.commands import Basic
 
-from backend.amqp_wire import join_properties, long_string, short_string, table
+from eventscope.backend.amqp_wire import join_properties, long_string, short_string, table
 
 
 class RawProperties(Basic.Properties):

@@ -23,23 +23,23 @@ from litestar.template.config import TemplateConfig
 from litestar.types import Message, Scope
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.ingest.recorder import Recorder
-from backend.live import LiveHub, Renderers
-from backend.redaction import Redactor
-from backend.settings import Settings
-from backend.store.engine import create_engine
-from backend.store.migrate import upgrade_async
-from web.auth import Authenticator, AuthMiddleware, authenticator_for
-from web.event_view import masked_row
-from web.ratelimit import SlidingWindow
-from web.routes.api import EventsApi
-from web.routes.audit import audit_api, audit_page
-from web.routes.health import healthz
-from web.routes.live import live_socket
-from web.routes.login import login_page, login_submit, logout
-from web.routes.pages import Pages
-from web.services import AnyRequest, Services
-from web.templating import asset_dir, create_environment, render
+from eventscope.backend.ingest.recorder import Recorder
+from eventscope.backend.live import LiveHub, Renderers
+from eventscope.backend.redaction import Redactor
+from eventscope.backend.settings import Settings
+from eventscope.backend.store.engine import create_engine
+from eventscope.backend.store.migrate import upgrade_async
+from eventscope.web.auth import Authenticator, AuthMiddleware, authenticator_for
+from eventscope.web.event_view import masked_row
+from eventscope.web.ratelimit import SlidingWindow
+from eventscope.web.routes.api import EventsApi
+from eventscope.web.routes.audit import audit_api, audit_page
+from eventscope.web.routes.health import healthz
+from eventscope.web.routes.live import live_socket
+from eventscope.web.routes.login import login_page, login_submit, logout
+from eventscope.web.routes.pages import Pages
+from eventscope.web.services import AnyRequest, Services
+from eventscope.web.templating import asset_dir, create_environment, render
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def create_app(
         if recorder is not None:
             tasks.append(asyncio.create_task(recorder.run(stop), name="recorder"))
         if demo:
-            from backend.demo import run_demo as demo_main
+            from eventscope.backend.demo import run_demo as demo_main
 
             tasks.append(
                 asyncio.create_task(

@@ -29,9 +29,9 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from backend.audit import record
-from backend.settings import Settings
-from backend.users import User, load_users, verify
+from eventscope.backend.audit import record
+from eventscope.backend.settings import Settings
+from eventscope.backend.users import User, load_users, verify
 
 SESSION_COOKIE = "eventscope_session"
 CSRF_HEADER = "x-csrf-token"

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from backend.settings import (
+from eventscope.backend.settings import (
     SETTINGS_FIELDS,
     Settings,
     env_name,
@@ -113,8 +113,8 @@ def _run_until_signalled(main: Callable[[asyncio.Event], Awaitable[Any]]) -> Non
 def cmd_serve(settings: Settings) -> None:
     import uvicorn
 
-    from web.app import create_app
-    from web.auth import authenticator_for
+    from eventscope.web.app import create_app
+    from eventscope.web.auth import authenticator_for
 
     if settings.demo and DEMO_DLX not in settings.exchanges:
         settings = dataclasses.replace(settings, exchanges=(*settings.exchanges, DEMO_DLX))
@@ -147,9 +147,9 @@ def cmd_serve(settings: Settings) -> None:
 
 
 def cmd_ingest(settings: Settings) -> None:
-    from backend.ingest.recorder import Recorder
-    from backend.store.engine import create_engine
-    from backend.store.migrate import upgrade
+    from eventscope.backend.ingest.recorder import Recorder
+    from eventscope.backend.store.engine import create_engine
+    from eventscope.backend.store.migrate import upgrade
 
     upgrade(settings.database_url)
 
@@ -165,7 +165,7 @@ def cmd_ingest(settings: Settings) -> None:
 
 
 def cmd_demo(settings: Settings) -> None:
-    from backend.demo import run_demo
+    from eventscope.backend.demo import run_demo
 
     async def main(stop: asyncio.Event) -> None:
         await run_demo(
@@ -180,7 +180,7 @@ def cmd_demo(settings: Settings) -> None:
 
 
 def cmd_db_upgrade(settings: Settings) -> None:
-    from backend.store.migrate import upgrade
+    from eventscope.backend.store.migrate import upgrade
 
     upgrade(settings.database_url)
     print("eventscope: schema is up to date", flush=True)
@@ -189,7 +189,7 @@ def cmd_db_upgrade(settings: Settings) -> None:
 def cmd_hash_password(name: str, role: str) -> None:
     import getpass
 
-    from backend.users import hash_password
+    from eventscope.backend.users import hash_password
 
     if ":" in name or not name.strip():
         raise SystemExit("eventscope: a name cannot be empty or contain ':'")

@@ -10,11 +10,11 @@ import base64
 import json
 from typing import Any
 
-from backend.envelope import json_preview
-from backend.fieldtable import TYPE_NAMES, plain
-from backend.redaction import Redactor
-from backend.store.models import SUMMARY_COLUMNS
-from web.display import hexdump, iso, safe_text
+from eventscope.backend.envelope import json_preview
+from eventscope.backend.fieldtable import TYPE_NAMES, plain
+from eventscope.backend.redaction import Redactor
+from eventscope.backend.store.models import SUMMARY_COLUMNS
+from eventscope.web.display import hexdump, iso, safe_text
 
 PREVIEW_BYTES = 256 * 1024
 HEX_BYTES = 16 * 1024

@@ -11,13 +11,13 @@ from jinja2 import Environment
 from litestar import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.ingest.recorder import Recorder
-from backend.live import LiveHub
-from backend.redaction import Redactor
-from backend.settings import Settings
-from backend.store.queries import ping
-from web.auth import Authenticator, Principal
-from web.ratelimit import SlidingWindow
+from eventscope.backend.ingest.recorder import Recorder
+from eventscope.backend.live import LiveHub
+from eventscope.backend.redaction import Redactor
+from eventscope.backend.settings import Settings
+from eventscope.backend.store.queries import ping
+from eventscope.web.auth import Authenticator, Principal
+from eventscope.web.ratelimit import SlidingWindow
 
 AnyRequest = Request[Any, Any, Any]
 

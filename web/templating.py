@@ -7,17 +7,18 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from web import display
+import eventscope
+from eventscope.web import display
 
-_WEB = Path(__file__).resolve().parent
+_PACKAGE = Path(eventscope.__file__).parent
 
 
 def asset_dir(name: str) -> Path:
-    """templates/ or static/: beside the package in a checkout, inside it in a wheel."""
-    for candidate in (_WEB / name, _WEB.parent / name):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(f"cannot find the {name}/ directory next to {_WEB}")
+    """templates/ or static/, inside the package (a symlink in a checkout, a copy in a wheel)."""
+    path = _PACKAGE / name
+    if not path.is_dir():
+        raise FileNotFoundError(f"cannot find {name}/ in the eventscope package at {_PACKAGE}")
+    return path
 
 
 def create_environment() -> Environment:

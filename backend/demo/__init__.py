@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from backend.demo.publisher import DemoPublisher
-from backend.demo.scenario import DemoEvent, interleave, order_flow
-from backend.demo.topology import DemoTopology
+from eventscope.backend.demo.publisher import DemoPublisher
+from eventscope.backend.demo.scenario import DemoEvent, interleave, order_flow
+from eventscope.backend.demo.topology import DemoTopology
 
 __all__ = ["DemoEvent", "DemoTopology", "interleave", "order_flow", "run_demo"]
 
-log = logging.getLogger("backend.demo")
+log = logging.getLogger("eventscope.backend.demo")
 
 
 async def run_demo(

@@ -17,10 +17,10 @@ import random
 
 import aio_pika
 
-from backend.demo.scenario import FAIL_HEADER, NATIVE_FAILURE_KEY, DemoEvent, interleave
-from backend.demo.topology import DemoTopology, declare
+from eventscope.backend.demo.scenario import FAIL_HEADER, NATIVE_FAILURE_KEY, DemoEvent, interleave
+from eventscope.backend.demo.topology import DemoTopology, declare
 
-log = logging.getLogger("backend.demo")
+log = logging.getLogger("eventscope.backend.demo")
 
 CONCURRENT_ORDERS = 3
 PREFETCH = 100

@@ -13,7 +13,7 @@ from typing import Any
 import aio_pika
 import aiormq
 
-log = logging.getLogger("backend.demo")
+log = logging.getLogger("eventscope.backend.demo")
 
 MAX_LENGTH = 10_000
 MESSAGE_TTL_MS = 10 * 60 * 1000

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backend.store.writer import BatchResult
+from eventscope.backend.store.writer import BatchResult
 
 log = logging.getLogger(__name__)
 

@@ -28,16 +28,16 @@ import aio_pika
 import aiormq
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend import amqp_lenient
-from backend.envelope import Delivery, properties_from_header, to_row
-from backend.ingest.acks import AckWatermark
-from backend.ingest.committer import CommitFailure, Committer
-from backend.ingest.status import RecorderStatus
-from backend.ingest.topology import TapSpec, bind_everything, declare_tap_queue
-from backend.settings import Settings
-from backend.store.queries import ping
-from backend.store.sqlite_writer import SqliteBatchWriter, sqlite_path
-from backend.store.writer import BatchResult, store_batch
+from eventscope.backend import amqp_lenient
+from eventscope.backend.envelope import Delivery, properties_from_header, to_row
+from eventscope.backend.ingest.acks import AckWatermark
+from eventscope.backend.ingest.committer import CommitFailure, Committer
+from eventscope.backend.ingest.status import RecorderStatus
+from eventscope.backend.ingest.topology import TapSpec, bind_everything, declare_tap_queue
+from eventscope.backend.settings import Settings
+from eventscope.backend.store.queries import ping
+from eventscope.backend.store.sqlite_writer import SqliteBatchWriter, sqlite_path
+from eventscope.backend.store.writer import BatchResult, store_batch
 
 log = logging.getLogger(__name__)
 

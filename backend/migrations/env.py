@@ -7,8 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from backend.store.engine import create_engine
-from backend.store.models import metadata
+from eventscope.backend.store.engine import create_engine
+from eventscope.backend.store.models import metadata
 
 config = context.config
 

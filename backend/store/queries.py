@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.store.models import SUMMARY_COLUMNS, events
+from eventscope.backend.store.models import SUMMARY_COLUMNS, events
 
 MAX_LIMIT = 1000
 MAX_ROW_ID = 2**63 - 1  # row ids are BIGINT; anything larger cannot exist

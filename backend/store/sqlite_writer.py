@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import Boolean, DateTime
 from sqlalchemy.engine import make_url
 
-from backend.store.models import events
-from backend.store.writer import BatchResult, assign_observations
+from eventscope.backend.store.models import events
+from eventscope.backend.store.writer import BatchResult, assign_observations
 
 COLUMNS = tuple(c.name for c in events.columns if c.name != "id")
 ROWS_PER_STATEMENT = 100  # ~32 columns x 100 rows stays far below SQLite's variable limit

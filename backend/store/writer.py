@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from backend.store.models import events
+from eventscope.backend.store.models import events
 
 _IN_CHUNK = 500
 

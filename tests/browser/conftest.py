@@ -153,7 +153,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log_path = workdir / "server.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "web.cli", "serve"],
+            [sys.executable, "-m", "eventscope.web.cli", "serve"],
             cwd=workdir,
             env=env,
             stdout=log_file,

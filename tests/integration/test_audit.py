@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import delete, update
 
-from backend.audit import entries, record
-from backend.store.engine import create_engine
-from backend.store.models import audit_log
+from eventscope.backend.audit import entries, record
+from eventscope.backend.store.engine import create_engine
+from eventscope.backend.store.models import audit_log
 
 
 async def test_entries_are_kept_newest_first_and_cannot_be_changed_or_deleted(

@@ -15,8 +15,8 @@ from uuid import uuid4
 import aio_pika
 import pytest
 
-from backend.demo import run_demo
-from backend.demo.topology import DemoTopology
+from eventscope.backend.demo import run_demo
+from eventscope.backend.demo.topology import DemoTopology
 
 AMQP_URL = os.environ.get("EVENTSCOPE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 SOURCES = {"order-service", "payment-service", "inventory-service", "shipping-service"}
@@ -177,7 +177,7 @@ async def test_demo_reconnects_when_its_connection_is_closed(
     demo_names: DemoNames, channel: aio_pika.abc.AbstractChannel, caplog: pytest.LogCaptureFixture
 ) -> None:
     await tap_everything(channel, demo_names)
-    caplog.set_level(logging.INFO, logger="backend.demo")
+    caplog.set_level(logging.INFO, logger="eventscope.backend.demo")
     stop = asyncio.Event()
     demo = asyncio.create_task(
         run_demo(AMQP_URL, rate=50, seed=2, stop=stop, **demo_names.demo_kwargs)
@@ -190,7 +190,7 @@ async def test_demo_reconnects_when_its_connection_is_closed(
             channel, demo_names.tap, before + 10
         )  # published again after reconnect
         assert not demo.done()
-        ours = [r.getMessage() for r in caplog.records if r.name == "backend.demo"]
+        ours = [r.getMessage() for r in caplog.records if r.name == "eventscope.backend.demo"]
         assert any("retrying in" in message for message in ours)
     finally:
         stop.set()

@@ -8,10 +8,10 @@ import json
 
 from litestar.testing import AsyncTestClient
 
+from eventscope.web.app import create_app
+from eventscope.web.display import as_utc
 from tests.conftest import Broker, Names, eventually, make_settings
 from tests.integration.test_ingest import stored_rows
-from web.app import create_app
-from web.display import as_utc
 
 EDGES: list[tuple[object, dt.datetime | None]] = [
     ("0001-01-01T00:00:00Z", dt.datetime(1, 1, 1, tzinfo=dt.UTC)),  # Go's zero time

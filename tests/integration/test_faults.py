@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from backend.store.engine import create_engine
-from backend.store.models import events
+from eventscope.backend.store.engine import create_engine
+from eventscope.backend.store.models import events
 from tests.conftest import AMQP_URL, Broker, Names, eventually, make_settings, psql
 from tests.integration.test_ingest import seed_event
 
@@ -45,7 +45,11 @@ def start_ingest(database_url: str, names: Names, log: Path) -> subprocess.Popen
     }
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "web.cli", "ingest"], cwd=REPO, env=env, stdout=out, stderr=out
+            [sys.executable, "-m", "eventscope.web.cli", "ingest"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=out,
         )
 
 

@@ -10,10 +10,10 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
-from backend.fieldtable import decode_table
+from eventscope.backend.fieldtable import decode_table
+from eventscope.web.app import create_app
 from tests.conftest import Broker, Names, eventually, make_settings
 from tests.integration.test_ingest import seed_event, stored_rows
-from web.app import create_app
 
 SIXTEEN_MIB = 16 * 1024 * 1024
 

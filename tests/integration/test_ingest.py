@@ -9,9 +9,9 @@ from typing import Any
 import aio_pika
 from sqlalchemy import func, select
 
-from backend.ingest.recorder import Recorder
-from backend.store.engine import create_engine
-from backend.store.models import events
+from eventscope.backend.ingest.recorder import Recorder
+from eventscope.backend.store.engine import create_engine
+from eventscope.backend.store.models import events
 from tests.conftest import AMQP_URL, Broker, Names, eventually, make_settings
 
 

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from backend.fieldtable import decode_table
+from eventscope.backend.fieldtable import decode_table
 from tests.conftest import AMQP_URL, Broker, Names, eventually, make_settings
 from tests.integration.test_ingest import seed_event, stored_rows
 from tests.rawamqp import long_string, properties, publish_raw, short_string, table, timestamp

@@ -9,7 +9,7 @@ import sqlite3
 
 from sqlalchemy.engine import make_url
 
-from backend.envelope import MAX_ID_CHARS, aggregate_key, id_key
+from eventscope.backend.envelope import MAX_ID_CHARS, aggregate_key, id_key
 from tests.conftest import Broker, Names, eventually, make_settings, psql
 from tests.integration.test_ingest import seed_event, stored_rows
 

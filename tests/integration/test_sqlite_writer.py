@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from backend.envelope import Delivery, to_row
-from backend.store.engine import create_engine
-from backend.store.migrate import upgrade_async
-from backend.store.sqlite_writer import SqliteBatchWriter, sqlite_path
-from backend.store.writer import store_batch
+from eventscope.backend.envelope import Delivery, to_row
+from eventscope.backend.store.engine import create_engine
+from eventscope.backend.store.migrate import upgrade_async
+from eventscope.backend.store.sqlite_writer import SqliteBatchWriter, sqlite_path
+from eventscope.backend.store.writer import store_batch
 from tests.integration.test_ingest import seed_event, stored_rows
 
 WHEN = dt.datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=dt.UTC)

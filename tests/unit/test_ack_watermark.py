@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.ingest.acks import AckWatermark
+from eventscope.backend.ingest.acks import AckWatermark
 
 
 def test_in_order_commits_advance_the_watermark() -> None:

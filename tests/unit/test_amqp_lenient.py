@@ -13,15 +13,15 @@ from pamqp import decode
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
-from backend import amqp_lenient
-from backend.amqp_lenient import (
+from eventscope.backend import amqp_lenient
+from eventscope.backend.amqp_lenient import (
     AmqpTimestamp,
     OutOfRangeTimestamp,
     UndecodedText,
     original,
     wire_bytes,
 )
-from backend.amqp_wire import long_string, short_string, table
+from eventscope.backend.amqp_wire import long_string, short_string, table
 from tests.rawamqp import properties, timestamp
 
 amqp_lenient.install()

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 import aio_pika
 import pytest
 
-from backend.demo import DemoEvent, interleave, order_flow, publisher, run_demo
-from backend.demo.publisher import to_message
-from backend.demo.scenario import DECLINE_RATE, FAIL_HEADER, NATIVE_FAILURE_KEY
-from backend.demo.topology import DemoTopology
-from backend.envelope import extract
+from eventscope.backend.demo import DemoEvent, interleave, order_flow, publisher, run_demo
+from eventscope.backend.demo.publisher import to_message
+from eventscope.backend.demo.scenario import DECLINE_RATE, FAIL_HEADER, NATIVE_FAILURE_KEY
+from eventscope.backend.demo.topology import DemoTopology
+from eventscope.backend.envelope import extract
 
 NOW = dt.datetime(2025, 10, 22, 14, 30, tzinfo=dt.UTC)
 SOURCES = {"order-service", "payment-service", "inventory-service", "shipping-service"}
@@ -206,18 +206,20 @@ async def test_run_demo_waits_out_an_unreachable_broker_until_stopped(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     stop = asyncio.Event()
-    caplog.set_level(logging.INFO, logger="backend.demo")
+    caplog.set_level(logging.INFO, logger="eventscope.backend.demo")
     task = asyncio.create_task(run_demo("amqp://guest:guest@127.0.0.1:1/", stop=stop, seed=1))
     async with asyncio.timeout(10):
         while not any(
-            r.levelno == logging.WARNING for r in caplog.records if r.name == "backend.demo"
+            r.levelno == logging.WARNING
+            for r in caplog.records
+            if r.name == "eventscope.backend.demo"
         ):
             assert not task.done()
             await asyncio.sleep(0.01)
     stop.set()
     async with asyncio.timeout(5):
         assert await task == 0
-    ours = [r.getMessage() for r in caplog.records if r.name == "backend.demo"]
+    ours = [r.getMessage() for r in caplog.records if r.name == "eventscope.backend.demo"]
     assert "publishing the order flow to exchange 'events'" in ours[0]
     assert "retrying in" in ours[1]
 

@@ -6,7 +6,15 @@ import datetime as dt
 
 import pytest
 
-from web.display import clock, has_invisible, hexdump, human_size, iso, safe_text, segments
+from eventscope.web.display import (
+    clock,
+    has_invisible,
+    hexdump,
+    human_size,
+    iso,
+    safe_text,
+    segments,
+)
 
 
 @pytest.mark.parametrize(

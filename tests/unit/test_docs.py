@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.settings import SETTINGS_FIELDS, env_name, flag_name
+from eventscope.backend.settings import SETTINGS_FIELDS, env_name, flag_name
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

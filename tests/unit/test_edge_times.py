@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend.envelope import Delivery, parse_time, to_row
-from backend.fieldtable import decode_table
+from eventscope.backend.envelope import Delivery, parse_time, to_row
+from eventscope.backend.fieldtable import decode_table
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from backend.envelope import Delivery, db_text, extract, to_row
-from backend.fieldtable import decode_table
+from eventscope.backend.envelope import Delivery, db_text, extract, to_row
+from eventscope.backend.fieldtable import decode_table
 
 NOW = dt.datetime(2025, 10, 22, 14, 30, tzinfo=dt.UTC)
 MAX_BODY = 1024 * 1024
@@ -443,7 +443,7 @@ def test_hostile_header_values_never_raise() -> None:
 
 
 def test_fast_and_standard_json_parsers_agree_on_edge_numbers() -> None:
-    from backend.envelope import parse_json_object
+    from eventscope.backend.envelope import parse_json_object
 
     body = b'{"id": 123456789012345678901234567890, "n": 18446744073709551615, "f": 1.5}'
     assert parse_json_object(body) == (

@@ -14,8 +14,8 @@ from pamqp import frame as pamqp_frame
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
-from backend.envelope import Delivery, properties_from_header, to_row
-from backend.fieldtable import decode_table, encode_table
+from eventscope.backend.envelope import Delivery, properties_from_header, to_row
+from eventscope.backend.fieldtable import decode_table, encode_table
 
 WHEN = dt.datetime(2025, 10, 22, 14, 30, 5, tzinfo=dt.UTC)
 

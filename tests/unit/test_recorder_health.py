@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from backend.ingest import status as status_module
-from backend.ingest.status import STALLED_AFTER, RecorderStatus
+from eventscope.backend.ingest import status as status_module
+from eventscope.backend.ingest.status import STALLED_AFTER, RecorderStatus
 
 
 class Clock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from backend.redaction import MASK, Redactor, luhn_ok
+from eventscope.backend.redaction import MASK, Redactor, luhn_ok
 
 VISA_TEST = "4111 1111 1111 1111"
 

@@ -6,14 +6,14 @@ import argparse
 
 import pytest
 
-from backend.settings import (
+from eventscope.backend.settings import (
     SETTINGS_FIELDS,
     Settings,
     env_name,
     flag_name,
     load_settings,
 )
-from web.cli import build_parser, settings_from_args
+from eventscope.web.cli import build_parser, settings_from_args
 
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104
 

@@ -8,7 +8,7 @@ import pytest
 from jinja2 import Environment
 from markupsafe import escape
 
-from web.templating import create_environment
+from eventscope.web.templating import create_environment
 
 HOSTILE = [
     "<script>alert(1)</script>",

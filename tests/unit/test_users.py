@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.users import hash_password, parse_users, verify
+from eventscope.backend.users import hash_password, parse_users, verify
 
 
 def test_right_password_gives_the_user_and_wrong_or_unknown_gives_none() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.store.writer import assign_observations
+from eventscope.backend.store.writer import assign_observations
 
 FP_A = b"a" * 16
 FP_B = b"b" * 16

@@ -16,13 +16,13 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from backend.envelope import Delivery, to_row
-from backend.settings import Settings
-from backend.store.engine import create_engine
-from backend.store.queries import max_event_id
-from backend.store.writer import store_batch
+from eventscope.backend.envelope import Delivery, to_row
+from eventscope.backend.settings import Settings
+from eventscope.backend.store.engine import create_engine
+from eventscope.backend.store.queries import max_event_id
+from eventscope.backend.store.writer import store_batch
+from eventscope.web.app import create_app
 from tests.conftest import Names, eventually, make_settings
-from web.app import create_app
 
 TOKEN = "t0ken"
 ORIGIN = "http://testserver.local"

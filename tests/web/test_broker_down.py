@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from litestar.testing import AsyncTestClient
 
+from eventscope.web.app import create_app
 from tests.conftest import Names, eventually, make_settings
 from tests.web.conftest import TOKEN, delivery, store
-from web.app import create_app
 
 
 async def test_stored_events_are_served_while_the_broker_is_unreachable(

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import backend.live
-from backend.live import LiveHub, Renderers
-from backend.store.engine import create_engine
+from eventscope.backend import live as live_module
+from eventscope.backend.live import LiveHub, Renderers
+from eventscope.backend.store.engine import create_engine
 from tests.conftest import eventually
 from tests.web.conftest import delivery, store
 
@@ -48,14 +48,14 @@ async def test_event_committed_while_the_hub_starts_is_counted_once(
     sqlite_url: str, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A commit right after the hub's starting snapshot is counted once, by the next tick."""
-    snapshot = backend.live.max_id_and_count
+    snapshot = live_module.max_id_and_count
 
     async def snapshot_then_commit(e: AsyncEngine) -> tuple[int, int]:
         taken = await snapshot(e)
         await store(sqlite_url, delivery("landed.during.startup"))
         return taken
 
-    monkeypatch.setattr(backend.live, "max_id_and_count", snapshot_then_commit)
+    monkeypatch.setattr(live_module, "max_id_and_count", snapshot_then_commit)
     hub = LiveHub(engine, RENDERERS, max_rows=10, interval=0.02, status_every=60)
 
     async def body() -> None:

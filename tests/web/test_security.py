@@ -23,16 +23,16 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.handlers import HTTPRouteHandler
 from litestar.testing import AsyncTestClient, WebSocketTestSession
 
-from backend.audit import entries
-from backend.settings import Settings, load_settings
-from backend.store.engine import create_engine
-from backend.users import hash_password
+from eventscope.backend.audit import entries
+from eventscope.backend.settings import Settings, load_settings
+from eventscope.backend.store.engine import create_engine
+from eventscope.backend.users import hash_password
+from eventscope.web.app import create_app
+from eventscope.web.auth import operator_action
 from tests.conftest import eventually
 from tests.web.conftest import ORIGIN, TOKEN, csrf_token, delivery, hub_ready
 from tests.web.test_live_socket import NEW_ROWS, receive_until
 from tests.web.test_security_headers import assert_hardened
-from web.app import create_app
-from web.auth import operator_action
 
 Client = AsyncTestClient[Litestar]
 VIEWER = "v1ew"

@@ -9,10 +9,10 @@ from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter
 
-from backend.store.queries import MAX_ROW_ID, clamp_limit, get_event, list_events
-from web.auth import principal_of
-from web.event_view import detail, summary
-from web.services import AnyRequest, Services
+from eventscope.backend.store.queries import MAX_ROW_ID, clamp_limit, get_event, list_events
+from eventscope.web.auth import principal_of
+from eventscope.web.event_view import detail, summary
+from eventscope.web.services import AnyRequest, Services
 
 
 class EventsApi(Controller):

@@ -9,10 +9,10 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from litestar.response import Template
 
-from backend.audit import entries
-from backend.store.queries import MAX_ROW_ID, clamp_limit
-from web.display import iso
-from web.services import Services
+from eventscope.backend.audit import entries
+from eventscope.backend.store.queries import MAX_ROW_ID, clamp_limit
+from eventscope.web.display import iso
+from eventscope.web.services import Services
 
 Cursor = Annotated[int | None, QueryParameter(ge=1, le=MAX_ROW_ID, description="Entry id cursor")]
 Limit = Annotated[int | None, QueryParameter(ge=1, le=1000)]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from litestar import Response, get
 from litestar.di import NamedDependency
 
-from backend.store.queries import ping
-from web.services import Services
+from eventscope.backend.store.queries import ping
+from eventscope.web.services import Services
 
 
 @get("/healthz", include_in_schema=True, summary="Liveness: ok / not ok")

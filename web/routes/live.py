@@ -10,12 +10,12 @@ from litestar import WebSocket, websocket
 from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 
-from backend.live import Subscriber
-from backend.store.queries import events_after, list_events
-from web.auth import origin_allowed, principal_of
-from web.event_view import masked_row
-from web.services import Services
-from web.templating import render
+from eventscope.backend.live import Subscriber
+from eventscope.backend.store.queries import events_after, list_events
+from eventscope.web.auth import origin_allowed, principal_of
+from eventscope.web.event_view import masked_row
+from eventscope.web.services import Services
+from eventscope.web.templating import render
 
 
 @websocket("/ws/live")

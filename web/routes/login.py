@@ -12,9 +12,9 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 
-from backend.audit import record
-from web.auth import SESSION_COOKIE, SESSION_TTL, Principal, safe_next
-from web.services import AnyRequest, Services
+from eventscope.backend.audit import record
+from eventscope.web.auth import SESSION_COOKIE, SESSION_TTL, Principal, safe_next
+from eventscope.web.services import AnyRequest, Services
 
 INVALID = "Those credentials are not valid."
 

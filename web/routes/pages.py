@@ -10,16 +10,16 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
-from backend.store.queries import (
+from eventscope.backend.store.queries import (
     MAX_ROW_ID,
     get_event,
     list_events,
     neighbours,
     related_observations,
 )
-from web.auth import operator_only, principal_of
-from web.event_view import masked_row, page_context
-from web.services import AnyRequest, Services
+from eventscope.web.auth import operator_only, principal_of
+from eventscope.web.event_view import masked_row, page_context
+from eventscope.web.services import AnyRequest, Services
 
 
 class Pages(Controller):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from backend.envelope import aggregate_key, id_key
+from eventscope.backend.envelope import aggregate_key, id_key
 
 revision = "0003"
 down_revision = "0002"
