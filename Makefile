@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help demo serve test test-fast lint typecheck format browser-deps bench clean
+.PHONY: help demo serve test test-fast lint typecheck format docs browser-deps bench bench-live clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -38,12 +38,18 @@ test: $(STAMP) browser-deps lint typecheck ## everything CI runs: lint, types, a
 	$(BIN)/pytest -q tests/unit tests/web tests/integration
 	$(BIN)/pytest -q -p no:asyncio -W ignore::pytest.PytestConfigWarning tests/browser
 
+docs: $(STAMP) ## regenerate the README's settings table from backend/settings.py
+	$(BIN)/python scripts/settings_table.py
+
 format: $(STAMP) ## apply ruff formatting and fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 bench: $(STAMP) ## ingest benchmark (see benchmarks/README.md)
 	$(BIN)/python benchmarks/ingest.py
+
+bench-live: $(STAMP) browser-deps ## live latency benchmark: publish → row in chromium
+	$(BIN)/python benchmarks/live.py
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

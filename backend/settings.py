@@ -7,6 +7,7 @@ without being documented. Nothing here reads the environment at import time.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,8 +16,10 @@ from typing import Any
 ENV_PREFIX = "EVENTSCOPE_"
 
 
-def _setting(default: Any, help: str, *, secret: bool = False) -> Any:
-    return field(default=default, metadata={"help": help, "secret": secret})
+def _setting(default: Any, help: str, *, secret: bool = False, shown: str | None = None) -> Any:
+    """One setting: its default, help text (Markdown: `code` in backticks), whether it is a
+    secret, and how the default reads in the docs when its value says nothing (e.g. none)."""
+    return field(default=default, metadata={"help": help, "secret": secret, "shown": shown})
 
 
 @dataclass(frozen=True)
@@ -28,8 +31,8 @@ class Settings:
     )
     database_url: str = _setting(
         "sqlite+aiosqlite:///eventscope.db",
-        "SQLAlchemy URL of the event store: a SQLite file (default, WAL) or "
-        "postgresql+asyncpg://user@host/db.",
+        "SQLAlchemy URL of the event store: a SQLite file in the working directory (WAL), or "
+        "`postgresql+asyncpg://user@host/db`.",
         secret=True,
     )
     exchanges: tuple[str, ...] = _setting(
@@ -43,30 +46,37 @@ class Settings:
         None,
         "Access token (operator). When unset a random one is generated and a login URL printed.",
         secret=True,
+        shown="generated",
     )
     no_auth: bool = _setting(
         False, "Disable authentication. Refused unless the host is a loopback address."
     )
     viewer_tokens: tuple[str, ...] = _setting(
-        (), "Comma-separated viewer tokens: read everything, act on nothing.", secret=True
+        (),
+        "Comma-separated viewer tokens: read everything, act on nothing.",
+        secret=True,
+        shown="none",
     )
     users_file: str | None = _setting(
         None,
-        "File of name:role:argon2-hash lines (role viewer or operator), for name and password "
-        "logins; make lines with `eventscope hash-password`.",
+        "File of `name:role:argon2-hash` lines (role `viewer` or `operator`) for name and "
+        "password logins; make lines with `eventscope hash-password`.",
+        shown="none",
     )
     read_only: bool = _setting(
         False, "Hide and refuse every action that publishes, discards or edits, for every role."
     )
     allowed_hosts: tuple[str, ...] = _setting(
         (),
-        "Host names the UI answers to (others get 400). Empty: loopback names plus --host, "
+        "Host names the UI answers to (others get 400). Empty: loopback names plus `--host`, "
         "or any host when bound to all interfaces.",
+        shown="loopback + `--host`",
     )
     allowed_origins: tuple[str, ...] = _setting(
         (),
-        "Extra origins (scheme://host:port) allowed to post and open the websocket, e.g. a "
+        "Extra origins (`scheme://host:port`) allowed to post and open the websocket, e.g. a "
         "proxy's public URL. The UI's own origin is always allowed.",
+        shown="none",
     )
     secure_cookies: bool = _setting(
         False, "Mark the session cookie Secure (automatic when the request came over https)."
@@ -84,19 +94,20 @@ class Settings:
     )
     tap_queue_max_length: int = _setting(
         1_000_000,
-        "Bound of the tap queue in messages; past it the oldest are dropped (drop-head), "
+        "Bound of the tap queue in messages; past it the oldest are dropped (`drop-head`), "
         "so a stopped recorder never blocks producers.",
     )
     tap_queue_type: str = _setting(
-        "classic", "Tap queue type: classic, or quorum for clustered brokers."
+        "classic", "Tap queue type: `classic`, or `quorum` for clustered brokers."
     )
     prefetch: int = _setting(
-        2000, "Deliveries the recorder holds unacknowledged; bounds memory during a DB outage."
+        2000,
+        "Deliveries the recorder holds unacknowledged; bounds memory during a database outage.",
     )
     batch_max_events: int = _setting(1000, "Most events stored in one transaction.")
     batch_max_bytes: int = _setting(8 * 1024 * 1024, "Most body bytes stored in one transaction.")
     batch_max_wait_ms: int = _setting(
-        200, "Longest an event waits in a partial batch before it is committed (ms)."
+        50, "Longest an event waits in a partial batch before it is committed (ms)."
     )
     max_body_bytes: int = _setting(
         16 * 1024 * 1024,
@@ -104,16 +115,12 @@ class Settings:
     )
     live_rows: int = _setting(200, "Rows the live timeline keeps in the page.")
     page_size: int = _setting(100, "Rows per page in the timeline and the API default limit.")
-    demo: bool = _setting(False, "serve: also run the demo publisher (the seed's order flow).")
+    demo: bool = _setting(False, "`serve`: also run the demo publisher (the seed's order flow).")
     demo_rate: float = _setting(5.0, "Demo events published per second.")
     demo_failure_rate: float = _setting(
         0.1, "Share of demo events that fail and are dead-lettered."
     )
     log_level: str = _setting("info", "Log level: debug, info, warning, error.")
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
 
     @property
     def is_loopback(self) -> bool:
@@ -142,6 +149,47 @@ class Settings:
 
 
 SETTINGS_FIELDS: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(Settings)
+
+
+def shown_default(f: dataclasses.Field[Any]) -> str:
+    """The default as the docs show it."""
+    if f.metadata["shown"]:
+        return str(f.metadata["shown"])
+    value = f.default
+    if isinstance(value, bool):
+        value = str(value).lower()
+    elif isinstance(value, tuple):
+        value = ",".join(value)
+    return f"`{value}`"
+
+
+def markdown_table() -> str:
+    """The README's settings table, generated: the docs cannot drift from the code."""
+    lines = ["| Variable | Flag | Default | What it does |", "|---|---|---|---|"]
+    for f in SETTINGS_FIELDS:
+        lines.append(
+            f"| `{env_name(f.name)}` | `{flag_name(f.name)}` | {shown_default(f)} "
+            f"| {f.metadata['help']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """EVENTSCOPE_* variables that are no setting (a typo is otherwise silently ignored),
+    each with the closest real name when there is one."""
+    known = {env_name(f.name) for f in SETTINGS_FIELDS}
+    found = []
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or name in known or name in NOT_SETTINGS:
+            continue
+        suffixes = sorted(k.removeprefix(ENV_PREFIX) for k in known)
+        close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), suffixes, n=1)
+        found.append(f"{name} (did you mean {ENV_PREFIX}{close[0]}?)" if close else name)
+    return found
+
+
+# EVENTSCOPE_* variables read by something other than the settings (tests, the test client).
+NOT_SETTINGS = frozenset({"EVENTSCOPE_URL", "EVENTSCOPE_TEST_AMQP_URL", "EVENTSCOPE_TEST_PG"})
 
 
 def env_name(name: str) -> str:

@@ -41,12 +41,11 @@ import aiormq
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from eventscope.backend.ingest.recorder import Recorder
 from eventscope.backend.ingest.topology import TapSpec
+from eventscope.backend.runtime import Runtime
 from eventscope.backend.settings import load_settings
 from eventscope.backend.store.engine import create_engine
-from eventscope.backend.store.migrate import upgrade_async
-from eventscope.backend.store.queries import count_events
+from eventscope.backend.store.eventstore import EventStore
 
 PHASES = ("baseline", "sqlite", "postgres")
 TARGETS = {"sqlite": 0.8, "postgres": 0.6}
@@ -248,34 +247,29 @@ async def run_recorder(
             "tap_queue_max_length": max_length,
         },
     )
-    await upgrade_async(database_url)
-    engine = create_engine(database_url)
-    try:
-        recorder = Recorder(settings, engine, connection_name="bench-recorder")
-        stop = asyncio.Event()
-        gc.collect()
-        async with sampler.running():
-            started = time.perf_counter()
-            task = asyncio.create_task(recorder.run(stop))
+    # The runtime `eventscope ingest` runs: store, change feed, recorder (no demo).
+    runtime = Runtime(settings, demo=False, connection_name="bench-recorder")
+    recorder = runtime.recorder
+    assert recorder is not None
+    gc.collect()
+    async with sampler.running():
+        started = time.perf_counter()
+        async with runtime.running():
             deadline = started + limit_s
-            try:
-                while recorder.status.stored < n:
-                    if task.done():
-                        raise RuntimeError(f"recorder stopped early: {recorder.status}")
-                    if time.perf_counter() > deadline:
-                        raise TimeoutError(
-                            f"recorder stored {recorder.status.stored}/{n} in {limit_s:.0f}s "
-                            f"(db error: {recorder.status.database_error}, "
-                            f"broker error: {recorder.status.broker_error})"
-                        )
-                    await asyncio.sleep(POLL)
-                elapsed = time.perf_counter() - started
-            finally:
-                stop.set()
-                await task
-        stored = await count_events(engine)
+            while recorder.status.stored < n:
+                if time.perf_counter() > deadline:
+                    raise TimeoutError(
+                        f"recorder stored {recorder.status.stored}/{n} in {limit_s:.0f}s "
+                        f"(db error: {recorder.status.database_error}, "
+                        f"broker error: {recorder.status.broker_error})"
+                    )
+                await asyncio.sleep(POLL)
+            elapsed = time.perf_counter() - started
+    store = EventStore(database_url)
+    try:
+        stored = await store.events.count()
     finally:
-        await engine.dispose()
+        await store.close()
     return elapsed, stored
 
 

@@ -18,6 +18,16 @@
     }
   }
 
+  // Only the latest update's rows are marked fresh: unmark the previous ones first.
+  function unmarkFresh() {
+    var fresh = document.querySelectorAll("#rows tr.fresh");
+    for (var i = 0; i < fresh.length; i++) fresh[i].classList.remove("fresh");
+  }
+
+  document.addEventListener("htmx:wsBeforeMessage", function (event) {
+    var message = event.detail && event.detail.message;
+    if (typeof message === "string" && message.indexOf("afterbegin:#rows") !== -1) unmarkFresh();
+  });
   document.addEventListener("htmx:wsAfterMessage", trimRows);
 
   document.addEventListener("keydown", function (event) {

@@ -219,19 +219,19 @@ class Running:
 
 @pytest.fixture
 async def start_recorder() -> AsyncIterator[Callable[..., Awaitable[Running]]]:
-    """Start recorders in this process; each is stopped and its engine disposed at teardown."""
+    """Start recorders in this process; each is stopped and its store closed at teardown."""
     from eventscope.backend.ingest.recorder import Recorder
-    from eventscope.backend.store.engine import create_engine
+    from eventscope.backend.store.eventstore import EventStore
 
     running: list[Running] = []
-    engines = []
+    stores = []
 
     async def start(
         settings: Settings, recorder_class: type = Recorder, connection_name: str = "test-recorder"
     ) -> Running:
-        engine = create_engine(settings.database_url)
-        engines.append(engine)
-        recorder = recorder_class(settings, engine, connection_name=connection_name)
+        store = EventStore(settings.database_url)
+        stores.append(store)
+        recorder = recorder_class(settings, store, connection_name=connection_name)
         stop = asyncio.Event()
         task = asyncio.create_task(recorder.run(stop))
         item = Running(recorder, task, stop)
@@ -243,5 +243,5 @@ async def start_recorder() -> AsyncIterator[Callable[..., Awaitable[Running]]]:
     for item in running:
         if not item.task.done():
             await item.halt()
-    for engine in engines:
-        await engine.dispose()
+    for store in stores:
+        await store.close()

@@ -1,9 +1,7 @@
-"""The app factory: one Litestar app, settings passed in, background tasks in its lifespan."""
+"""The app factory: HTTP (routes, auth, security headers, error pages) on top of one runtime."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,7 +10,6 @@ from typing import Any
 from litestar import Litestar, Response
 from litestar.config.allowed_hosts import AllowedHostsConfig
 from litestar.datastructures import MutableScopeHeaders, State
-from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -21,27 +18,30 @@ from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.template.config import TemplateConfig
 from litestar.types import Message, Scope
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from eventscope.backend.ingest.recorder import Recorder
-from eventscope.backend.live import LiveHub, Renderers
 from eventscope.backend.redaction import Redactor
+from eventscope.backend.runtime import Runtime
 from eventscope.backend.settings import Settings
-from eventscope.backend.store.engine import create_engine
-from eventscope.backend.store.migrate import upgrade_async
 from eventscope.web.auth import Authenticator, AuthMiddleware, authenticator_for
+from eventscope.web.context import WebContext
+from eventscope.web.dependencies import DEPENDENCIES
 from eventscope.web.event_view import masked_row
+from eventscope.web.live import LiveHub, Renderers
 from eventscope.web.ratelimit import SlidingWindow
+from eventscope.web.request import AnyRequest
 from eventscope.web.routes.api import EventsApi
 from eventscope.web.routes.audit import audit_api, audit_page
 from eventscope.web.routes.health import healthz
 from eventscope.web.routes.live import live_socket
 from eventscope.web.routes.login import login_page, login_submit, logout
 from eventscope.web.routes.pages import Pages
-from eventscope.web.services import AnyRequest, Services
 from eventscope.web.templating import asset_dir, create_environment, render
 
 log = logging.getLogger(__name__)
+
+# The most rows one live update carries; a faster stream shows its newest rows and "N more"
+# (a person reads a few rows a second; a browser swapping hundreds per update falls behind).
+LIVE_ROWS_PER_UPDATE = 100
 
 SECURITY_HEADERS = {
     "content-security-policy": (
@@ -92,24 +92,23 @@ def handle_crash(request: AnyRequest, exc: Exception) -> Response[Any]:
 def create_app(
     settings: Settings,
     *,
-    engine: AsyncEngine | None = None,
+    runtime: Runtime | None = None,
     run_recorder: bool = True,
     run_demo: bool | None = None,
     migrate: bool = True,
     auth: Authenticator | None = None,
 ) -> Litestar:
-    """Build the app. Tests pass `run_recorder=False` and their own engine."""
-    engine = engine or create_engine(settings.database_url)
+    """HTTP on top of a runtime (built from `settings` unless given). Tests pass
+    `run_recorder=False` and store events themselves."""
+    runtime = runtime or Runtime(settings, record=run_recorder, demo=run_demo, migrate=migrate)
     env = create_environment()
-    recorder = Recorder(settings, engine) if run_recorder else None
-    auth = auth or authenticator_for(settings)
     redactor = Redactor(settings.redact_fields)
 
     async def status_fragment() -> str:
-        return render(env, "_status.html", status=await services.status())
+        return render(env, "_status.html", status=await web.status())
 
     hub = LiveHub(
-        engine,
+        runtime.feed,
         Renderers(
             rows=lambda rows, new, masked: render(
                 env,
@@ -120,51 +119,22 @@ def create_app(
             paused=lambda missed: render(env, "_live_controls.html", paused=True, missed=missed),
             status=status_fragment,
         ),
-        max_rows=settings.live_rows,
+        max_rows=min(settings.live_rows, LIVE_ROWS_PER_UPDATE),
     )
-    services = Services(
-        settings,
-        engine,
-        env,
-        auth,
-        hub,
-        recorder,
+    runtime.add_task("live-hub", hub.run)
+    web = WebContext(
+        runtime=runtime,
+        env=env,
+        auth=auth or authenticator_for(settings),
+        hub=hub,
         redactor=redactor,
         login_failures=SlidingWindow(settings.login_attempts_per_minute),
     )
-    demo = settings.demo if run_demo is None else run_demo
 
     @asynccontextmanager
-    async def background(app: Litestar) -> AsyncIterator[None]:
-        if migrate:
-            await upgrade_async(settings.database_url)
-        stop = asyncio.Event()
-        tasks: list[asyncio.Task[Any]] = [asyncio.create_task(hub.run(stop), name="live-hub")]
-        if recorder is not None:
-            tasks.append(asyncio.create_task(recorder.run(stop), name="recorder"))
-        if demo:
-            from eventscope.backend.demo import run_demo as demo_main
-
-            tasks.append(
-                asyncio.create_task(
-                    demo_main(
-                        settings.amqp_url,
-                        exchange=settings.exchanges[0],
-                        rate=settings.demo_rate,
-                        failure_rate=settings.demo_failure_rate,
-                        stop=stop,
-                    ),
-                    name="demo",
-                )
-            )
-        try:
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with runtime.running():
             yield
-        finally:
-            stop.set()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(task, timeout=10)
-            await engine.dispose()
 
     return Litestar(
         route_handlers=[
@@ -179,15 +149,15 @@ def create_app(
             audit_api,
             create_static_files_router(path="/static", directories=[asset_dir("static")]),
         ],
-        dependencies={"services": Provide(lambda: services, use_cache=True, sync_to_thread=False)},
+        dependencies=DEPENDENCIES,
         middleware=[AuthMiddleware(settings.allowed_origins)],
         template_config=TemplateConfig(instance=JinjaTemplateEngine.from_environment(env)),
         openapi_config=OpenAPIConfig(title="eventscope", version="0.1.0", path="/schema"),
-        lifespan=[background],
+        lifespan=[lifespan],
         before_send=[add_security_headers],
         exception_handlers={HTTPException: handle_http_error, Exception: handle_crash},
         allowed_hosts=AllowedHostsConfig(allowed_hosts=settings.hosts),
-        state=State({"services": services}),
+        state=State({"web": web}),
         request_max_body_size=64 * 1024,
         debug=False,
     )

@@ -29,7 +29,6 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from eventscope.backend.audit import record
 from eventscope.backend.settings import Settings
 from eventscope.backend.users import User, load_users, verify
 
@@ -38,7 +37,6 @@ CSRF_HEADER = "x-csrf-token"
 SESSION_TTL = 12 * 3600
 PUBLIC_PATHS = re.compile(r"^/(login|healthz|static/.*|favicon\.ico)$")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-ROLES = ("viewer", "operator")
 
 
 @dataclass(frozen=True)
@@ -214,20 +212,19 @@ class AuthMiddleware(ASGIMiddleware):
         if PUBLIC_PATHS.match(scope["path"]):
             await next_app(scope, receive, send)
             return
-        services = scope["litestar_app"].state.services
-        auth: Authenticator = services.auth
+        web = scope["litestar_app"].state.web  # the app's WebContext (web/context.py)
+        auth: Authenticator = web.auth
         connection: ASGIConnection = ASGIConnection(scope, receive=receive, send=send)  # type: ignore[type-arg]
         peer = scope.get("client")
         client = peer[0] if peer else "?"
         bearer = connection.headers.get("authorization", "").lower().startswith("bearer ")
-        if bearer and services.login_failures.blocked(client):
+        if bearer and web.login_failures.blocked(client):
             await _deny(send, 429, "too many failed attempts; wait a minute")
             return
         principal, session = self._identify(auth, connection)
         if principal is None and bearer:
-            services.login_failures.hit(client)
-            await record(
-                services.engine,
+            web.login_failures.hit(client)
+            await web.store.audit.record(
                 actor="bearer token",
                 action="login",
                 result="failed",

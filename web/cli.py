@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,10 +24,10 @@ from eventscope.backend.settings import (
     flag_name,
     load_settings,
     parse_value,
+    unknown_variables,
 )
 
 log = logging.getLogger("eventscope")
-DEMO_DLX = "events.dlx"
 
 
 def _parser_for(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
@@ -113,20 +114,21 @@ def _run_until_signalled(main: Callable[[asyncio.Event], Awaitable[Any]]) -> Non
 def cmd_serve(settings: Settings) -> None:
     import uvicorn
 
+    from eventscope.backend.runtime import Runtime, with_demo_exchanges
     from eventscope.web.app import create_app
     from eventscope.web.auth import authenticator_for
 
-    if settings.demo and DEMO_DLX not in settings.exchanges:
-        settings = dataclasses.replace(settings, exchanges=(*settings.exchanges, DEMO_DLX))
+    settings = with_demo_exchanges(settings)
     try:
         auth = authenticator_for(settings)
+        runtime = Runtime(settings)
     except ValueError as exc:
         raise SystemExit(f"eventscope: {exc}") from None
-    app = create_app(settings, auth=auth)
-    where = (
-        settings.database_url.split("@")[-1] if not settings.is_sqlite else settings.database_url
+    app = create_app(settings, runtime=runtime, auth=auth)
+    print(
+        f"eventscope: recording {', '.join(settings.exchanges)} into {runtime.store.name}",
+        flush=True,
     )
-    print(f"eventscope: recording {', '.join(settings.exchanges)} into {where}", flush=True)
     if auth.disabled:
         print("eventscope: authentication is OFF (--no-auth, loopback only)", flush=True)
     elif auth.generated:
@@ -147,34 +149,20 @@ def cmd_serve(settings: Settings) -> None:
 
 
 def cmd_ingest(settings: Settings) -> None:
-    from eventscope.backend.ingest.recorder import Recorder
-    from eventscope.backend.store.engine import create_engine
-    from eventscope.backend.store.migrate import upgrade
-
-    upgrade(settings.database_url)
+    from eventscope.backend.runtime import Runtime
 
     async def main(stop: asyncio.Event) -> None:
-        engine = create_engine(settings.database_url)
-        try:
-            await Recorder(settings, engine).run(stop)
-        finally:
-            await engine.dispose()
+        await Runtime(settings, demo=False).run_until(stop)
 
     log.info("recording %s", ", ".join(settings.exchanges))
     _run_until_signalled(main)
 
 
 def cmd_demo(settings: Settings) -> None:
-    from eventscope.backend.demo import run_demo
+    from eventscope.backend.demo import run_demo_for
 
     async def main(stop: asyncio.Event) -> None:
-        await run_demo(
-            settings.amqp_url,
-            exchange=settings.exchanges[0],
-            rate=settings.demo_rate,
-            failure_rate=settings.demo_failure_rate,
-            stop=stop,
-        )
+        await run_demo_for(settings, stop)
 
     _run_until_signalled(main)
 
@@ -218,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    for unknown in unknown_variables(os.environ):
+        log.warning("%s is not an eventscope setting; it is ignored", unknown)
     if args.command == "serve":
         cmd_serve(settings)
     elif args.command == "ingest":

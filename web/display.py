@@ -1,7 +1,7 @@
 """Pure helpers that turn stored values into safe, unambiguous display data.
 
-Nothing here produces markup: templates escape everything, and invisible or direction-changing
-characters are returned as separate segments the template renders as visible badges.
+Only `bus_text` produces markup, from escaped parts: invisible or direction-changing characters
+become separate segments, rendered as visible badges.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 from typing import Any
+
+from markupsafe import Markup, escape
 
 # C0/C1 controls, soft hyphen, zero-width and bidi controls, word joiners, BOM, line separators.
 _INVISIBLE = re.compile(
@@ -33,6 +35,8 @@ def segments(value: Any, keep_layout: bool = False) -> list[Segment]:
     if value is None:
         return [("—", True)]
     text = str(value)
+    if text.isascii() and text.isprintable():  # the common case: nothing to make visible
+        return [(text, False)] if text else []
     text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     pattern = _INVISIBLE_KEEP_LAYOUT if keep_layout else _INVISIBLE
     out: list[Segment] = []
@@ -47,15 +51,25 @@ def segments(value: Any, keep_layout: bool = False) -> list[Segment]:
     return out
 
 
+_SPECIAL = '<span class="cc" title="invisible or control character">'
+
+
+def bus_text(value: Any, keep_layout: bool = False) -> Markup:
+    """Any value from the bus as HTML: escaped, isolated (<bdi>), invisible characters shown
+    as U+XXXX badges. Every bus value in every template goes through this one function."""
+    if value is None:
+        return Markup('<span class="none">—</span>')
+    parts = []
+    for part, special in segments(value, keep_layout):
+        parts.append(f"{_SPECIAL}{escape(part)}</span>" if special else str(escape(part)))
+    return Markup('<bdi class="v">' + "".join(parts) + "</bdi>")  # noqa: S704 - parts escaped
+
+
 def visible(value: Any) -> str:
     """One line of text with invisible characters spelled out, for attributes like title."""
     if value is None:
         return ""
     return "".join(f"[{part}]" if special else part for part, special in segments(value))
-
-
-def has_invisible(value: Any) -> bool:
-    return value is not None and bool(_INVISIBLE.search(str(value)))
 
 
 def safe_text(value: str) -> str:
@@ -101,3 +115,8 @@ def hexdump(data: bytes, limit: int = 64 * 1024) -> list[tuple[str, str, str]]:
         printable = "".join(chr(b) if 0x20 <= b < 0x7F else "·" for b in chunk)
         rows.append((f"{start:08x}", hexes, printable))
     return rows
+
+
+def cursor(row: dict[str, Any]) -> str:
+    """A row's position in commit order, as the `before`/`after` parameters take it."""
+    return f"{row['commit_seq']}-{row['id']}"

@@ -14,13 +14,13 @@ from eventscope.backend.envelope import json_preview
 from eventscope.backend.fieldtable import TYPE_NAMES, plain
 from eventscope.backend.redaction import Redactor
 from eventscope.backend.store.models import SUMMARY_COLUMNS
-from eventscope.web.display import hexdump, iso, safe_text
+from eventscope.web.display import cursor, hexdump, iso, safe_text
 
 PREVIEW_BYTES = 256 * 1024
 HEX_BYTES = 16 * 1024
 # The list view's fields: the summary columns, times rendered separately as ISO text.
 SUMMARY_FIELDS = tuple(
-    c.name for c in SUMMARY_COLUMNS if c.name not in ("received_at", "occurred_at")
+    c.name for c in SUMMARY_COLUMNS if c.name not in ("received_at", "occurred_at", "commit_seq")
 )
 
 
@@ -53,6 +53,7 @@ def summary(row: dict[str, Any], mask: Redactor | None = None) -> dict[str, Any]
     out["received_at"] = iso(row.get("received_at"))
     out["occurred_at"] = iso(row["occurred_at"]) if row.get("occurred_at") else None
     out["duplicate"] = (row.get("observation") or 1) > 1
+    out["cursor"] = cursor(row)
     return out
 
 

@@ -36,7 +36,9 @@ def create_environment() -> Environment:
         clock=display.clock,
         iso=display.iso,
         hexdump=display.hexdump,
+        cursor=display.cursor,
     )
+    env.globals["text"] = display.bus_text
     return env
 
 

@@ -1,20 +1,32 @@
 """The demo: the seed's order flow published to RabbitMQ, with both kinds of dead letter.
 
-`eventscope demo` runs `run_demo` on its own; `eventscope serve --demo` runs it as a background
-task next to the recorder. `scenario` generates events (pure), `topology` declares the bounded
-demo queues, `publisher` does the I/O.
+`eventscope demo` runs `run_demo_for(settings)` on its own; `eventscope serve --demo` runs it
+as a background task of the runtime (backend/runtime.py). `scenario` generates events (pure),
+`topology` declares the bounded demo queues, `publisher` does the I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from eventscope.backend.demo.publisher import DemoPublisher
 from eventscope.backend.demo.scenario import DemoEvent, interleave, order_flow
-from eventscope.backend.demo.topology import DemoTopology
+from eventscope.backend.demo.topology import DEMO_DLX_EXCHANGE, DemoTopology
 
-__all__ = ["DemoEvent", "DemoTopology", "interleave", "order_flow", "run_demo"]
+if TYPE_CHECKING:
+    from eventscope.backend.settings import Settings
+
+__all__ = [
+    "DEMO_DLX_EXCHANGE",
+    "DemoEvent",
+    "DemoTopology",
+    "interleave",
+    "order_flow",
+    "run_demo",
+    "run_demo_for",
+]
 
 log = logging.getLogger("eventscope.backend.demo")
 
@@ -23,7 +35,7 @@ async def run_demo(
     amqp_url: str,
     *,
     exchange: str = "events",
-    dlx_exchange: str = "events.dlx",
+    dlx_exchange: str = DEMO_DLX_EXCHANGE,
     rate: float = 5.0,
     failure_rate: float = 0.1,
     stop: asyncio.Event | None = None,
@@ -63,3 +75,15 @@ async def run_demo(
         connection_name=connection_name,
     )
     return await publisher.run()
+
+
+async def run_demo_for(settings: Settings, stop: asyncio.Event) -> int:
+    """The demo as `serve --demo` and `eventscope demo` run it: to the first recorded exchange,
+    at the configured rate and failure share, until `stop`."""
+    return await run_demo(
+        settings.amqp_url,
+        exchange=settings.exchanges[0],
+        rate=settings.demo_rate,
+        failure_rate=settings.demo_failure_rate,
+        stop=stop,
+    )

@@ -17,8 +17,10 @@ import random
 
 import aio_pika
 
+from eventscope.backend.amqp_session import connect, run_reconnecting
 from eventscope.backend.demo.scenario import FAIL_HEADER, NATIVE_FAILURE_KEY, DemoEvent, interleave
 from eventscope.backend.demo.topology import DemoTopology, declare
+from eventscope.backend.waiting import sleep_unless_stopped
 
 log = logging.getLogger("eventscope.backend.demo")
 
@@ -27,8 +29,6 @@ PREFETCH = 100
 PUBLISH_TIMEOUT = 10.0
 DRAIN_TIMEOUT = 5.0
 STOP_GRACE = 2.0
-FIRST_BACKOFF = 0.5
-MAX_BACKOFF = 30.0
 
 
 def _now() -> dt.datetime:
@@ -89,7 +89,6 @@ class DemoPublisher:
         self.unsettled: set[str] = set()  # order.paid ids our consumer has not acked/rejected
         self.settled = asyncio.Event()
         self.next_at = 0.0
-        self.backoff = FIRST_BACKOFF
         self.retrying = False
 
     def done(self) -> bool:
@@ -99,26 +98,21 @@ class DemoPublisher:
 
     async def run(self) -> int:
         """Publish until done, reconnecting for as long as it takes; the number published."""
-        while not self.done():
-            try:
-                await self._session_until_stopped()
-            except Exception as exc:  # broker gone or refusing: wait it out, never raise
-                if self.stop.is_set():
-                    break
-                self.retrying = True
-                log.warning(
-                    "demo: broker unreachable or connection lost (%s); retrying in %.1fs",
-                    _describe(exc),
-                    self.backoff,
-                )
-                await self._sleep(self.backoff)
-                self.backoff = min(self.backoff * 2, MAX_BACKOFF)
+
+        def lost(exc: BaseException, wait: float) -> None:  # wait it out, never raise
+            self.retrying = True
+            log.warning(
+                "demo: broker unreachable or connection lost (%s); retrying in %.1fs",
+                _describe(exc),
+                wait,
+            )
+
+        await run_reconnecting(self._session_until_stopped, self.stop, on_lost=lost, done=self.done)
         return self.published
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, waking early when `stop` is set."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
+        await sleep_unless_stopped(self.stop, seconds)
 
     async def _session_until_stopped(self) -> None:
         """Run one session; once `stop` is set it gets a moment to finish, then is cancelled.
@@ -140,11 +134,7 @@ class DemoPublisher:
             session.result()  # a lost broker surfaces here
 
     async def _session(self) -> None:
-        connection = await aio_pika.connect(
-            self.amqp_url,
-            client_properties={"connection_name": self.connection_name},
-            timeout=10,
-        )
+        connection = await connect(self.amqp_url, self.connection_name)
         try:
             channel = await connection.channel(publisher_confirms=True)
             await channel.set_qos(prefetch_count=PREFETCH)
@@ -152,7 +142,6 @@ class DemoPublisher:
             if self.retrying:
                 log.info("demo: broker reachable again; %d published so far", self.published)
             self.retrying = False
-            self.backoff = FIRST_BACKOFF
             self.unsettled.clear()  # the broker redelivers them to this session's consumer
             async with asyncio.TaskGroup() as group:
                 consumer = group.create_task(

@@ -6,15 +6,15 @@ never fill the broker. Names derive from parameters so that tests can run side b
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
-import aiormq
 
-log = logging.getLogger("eventscope.backend.demo")
+from eventscope.backend.amqp_session import declare_queue
 
+DEMO_EXCHANGE = "events"
+DEMO_DLX_EXCHANGE = "events.dlx"  # where the demo's rejected messages are dead-lettered
 MAX_LENGTH = 10_000
 MESSAGE_TTL_MS = 10 * 60 * 1000
 
@@ -31,8 +31,8 @@ class QueueSpec:
 class DemoTopology:
     """Names of everything the demo declares."""
 
-    exchange: str = "events"
-    dlx_exchange: str = "events.dlx"
+    exchange: str = DEMO_EXCHANGE
+    dlx_exchange: str = DEMO_DLX_EXCHANGE
     prefix: str = "demo"
 
     @property
@@ -59,20 +59,6 @@ class DemoTopology:
         ]
 
 
-async def _declare_queue(
-    channel: aio_pika.abc.AbstractChannel, spec: QueueSpec
-) -> aio_pika.abc.AbstractQueue:
-    """Declare a bounded queue; one that exists with other arguments is used as it is."""
-    try:
-        return await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
-    except aiormq.exceptions.ChannelPreconditionFailed as exc:
-        log.warning(
-            "demo queue %r exists with other arguments (%s); using it as it is", spec.name, exc
-        )
-        await channel.reopen()
-        return await channel.declare_queue(spec.name, passive=True)
-
-
 async def declare(
     channel: aio_pika.abc.AbstractChannel, topology: DemoTopology
 ) -> tuple[aio_pika.abc.AbstractExchange, aio_pika.abc.AbstractQueue]:
@@ -83,7 +69,7 @@ async def declare(
     await channel.declare_exchange(topology.dlx_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
     queues: dict[str, aio_pika.abc.AbstractQueue] = {}
     for spec in topology.queues():
-        queues[spec.name] = queue = await _declare_queue(channel, spec)
+        queues[spec.name] = queue = (await declare_queue(channel, spec.name, spec.arguments))[0]
         for key in spec.keys:
             await queue.bind(spec.exchange, routing_key=key)
     return exchange, queues[topology.shipping]

@@ -13,7 +13,6 @@ answers a trivial query.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 from collections import deque
@@ -22,10 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventscope.backend.store.writer import BatchResult
+from eventscope.backend.waiting import next_backoff, sleep_unless_stopped
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF = 30.0
 # Postgres SQLSTATE classes a retry can cure: connection exception, insufficient resources
 # (disk full), operator intervention (shutdown), system error, transaction rollback (deadlock).
 _TRANSIENT_SQLSTATE_CLASSES = {"08", "53", "57", "58", "40"}
@@ -160,11 +159,9 @@ class Committer:
                         skipped += reduced.skipped_redeliveries
                         duplicates += reduced.duplicates
                         continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=backoff)
-                if stop.is_set():
+                if await sleep_unless_stopped(stop, backoff):
                     return None
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                backoff = next_backoff(backoff)
                 continue
             pending.popleft()
             stored += result.stored

@@ -21,28 +21,26 @@ import contextlib
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
 import aiormq
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventscope.backend import amqp_lenient
+from eventscope.backend.amqp_session import connect, run_reconnecting
 from eventscope.backend.envelope import Delivery, properties_from_header, to_row
 from eventscope.backend.ingest.acks import AckWatermark
 from eventscope.backend.ingest.committer import CommitFailure, Committer
 from eventscope.backend.ingest.status import RecorderStatus
 from eventscope.backend.ingest.topology import TapSpec, bind_everything, declare_tap_queue
 from eventscope.backend.settings import Settings
-from eventscope.backend.store.queries import ping
-from eventscope.backend.store.sqlite_writer import SqliteBatchWriter, sqlite_path
-from eventscope.backend.store.writer import BatchResult, store_batch
+from eventscope.backend.store.eventstore import EventStore
 
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL = 2.0
-MAX_BACKOFF = 30.0
 
 
 @dataclass
@@ -63,12 +61,14 @@ class Recorder:
     def __init__(
         self,
         settings: Settings,
-        engine: AsyncEngine,
+        store: EventStore,
         *,
         connection_name: str = "eventscope-recorder",
+        on_commit: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
-        self.engine = engine
+        self.store = store
+        self.on_commit = on_commit
         self.connection_name = connection_name
         amqp_lenient.install()  # before the first frame is read: no message may stop us
         self.status = RecorderStatus()
@@ -78,9 +78,7 @@ class Recorder:
         self._max_bytes = settings.batch_max_bytes
         self._max_body = settings.max_body_bytes
         self._window = settings.batch_max_wait_ms / 1000
-        path = sqlite_path(settings.database_url)
-        self._sqlite = SqliteBatchWriter(path) if path else None
-        self._committer = Committer(self._store, lambda: ping(engine), self._on_commit_error)
+        self._committer = Committer(store.write, store.ping, self._on_commit_error)
 
     # -- hot path -------------------------------------------------------------------------
 
@@ -160,12 +158,9 @@ class Recorder:
             self.status.reduced += self._committer.reduced_rows - reduced_before
             self.status.holding = max(0, self.status.holding - len(rows))
             self.status.record_commit(result.stored, result.skipped_redeliveries, result.duplicates)
+            if result.stored:
+                self.on_commit()
             await self._ack(session, tags)
-
-    async def _store(self, rows: Any) -> BatchResult:
-        if self._sqlite is not None:
-            return await self._sqlite.store(rows)
-        return await store_batch(self.engine, rows)
 
     def _on_commit_error(self, failure: CommitFailure | None) -> None:
         if failure is None:
@@ -189,29 +184,25 @@ class Recorder:
     async def run(self, stop: asyncio.Event) -> None:
         """Record until `stop` is set, reconnecting to the broker for as long as it takes."""
         writer = asyncio.create_task(self._writer(stop), name="eventscope-writer")
-        backoff = 0.5
+
+        def lost(exc: BaseException, wait: float) -> None:
+            self.status.broker_error = f"{type(exc).__name__}: {exc}"[:300] or "unreachable"
+            self.status.note_error(f"broker: {self.status.broker_error}")
+            log.warning("broker unreachable (%s); retrying in %.1fs", exc, wait)
+
+        def ended() -> None:
+            self.status.broker_connected = False
+            self._drop_session()
+
         try:
-            while not stop.is_set():
-                try:
-                    await self._consume_until_lost(stop)
-                    backoff = 0.5
-                except Exception as exc:
-                    self.status.broker_error = f"{type(exc).__name__}: {exc}"[:300] or "unreachable"
-                    self.status.note_error(f"broker: {self.status.broker_error}")
-                    log.warning("broker unreachable (%s); retrying in %.1fs", exc, backoff)
-                finally:
-                    self.status.broker_connected = False
-                    self._drop_session()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+            await run_reconnecting(
+                lambda: self._consume_until_lost(stop), stop, on_lost=lost, on_ended=ended
+            )
         finally:
             stop.set()
             self._batch_ready.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
-            if self._sqlite is not None:
-                await self._sqlite.close()
 
     def _drop_session(self) -> None:
         if self._session is not None:
@@ -220,11 +211,7 @@ class Recorder:
 
     async def _consume_until_lost(self, stop: asyncio.Event) -> None:
         settings = self.settings
-        connection = await aio_pika.connect(
-            settings.amqp_url,
-            client_properties={"connection_name": self.connection_name},
-            timeout=10,
-        )
+        connection = await connect(settings.amqp_url, self.connection_name)
         try:
             channel = await connection.channel(publisher_confirms=False)
             queue, mismatch = await declare_tap_queue(

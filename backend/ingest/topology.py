@@ -14,6 +14,8 @@ from typing import Any
 import aio_pika
 import aiormq
 
+from eventscope.backend.amqp_session import declare_queue
+
 log = logging.getLogger(__name__)
 
 BUILTIN_TYPES = {
@@ -76,18 +78,7 @@ async def declare_tap_queue(
     channel: aio_pika.abc.AbstractChannel, spec: TapSpec
 ) -> tuple[aio_pika.abc.AbstractQueue, str | None]:
     """Declare the bounded tap queue; an existing queue with other arguments is used as is."""
-    try:
-        queue = await channel.declare_queue(spec.queue, durable=True, arguments=spec.arguments())
-        return queue, None
-    except aiormq.exceptions.ChannelPreconditionFailed as exc:
-        message = (
-            f"tap queue {spec.queue!r} exists with other arguments ({exc}); using it as it is. "
-            "Delete it to apply the configured bound."
-        )
-        log.warning(message)
-        await channel.reopen()
-        queue = await channel.declare_queue(spec.queue, passive=True)
-        return queue, message
+    return await declare_queue(channel, spec.queue, spec.arguments())
 
 
 async def bind_everything(

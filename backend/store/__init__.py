@@ -1,1 +1,1 @@
-"""The event store: schema, engine, batch writer and read queries."""
+"""The event store: `EventStore` (eventstore.py) and the schema, writers and queries it owns."""

@@ -5,20 +5,27 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+# Every SQLite connection, the engine's and the writer thread's, runs these first.
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=10000",
+)
 
 
 def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine for SQLite (WAL, busy timeout) or Postgres (asyncpg)."""
-    if database_url.startswith("sqlite"):
+    if make_url(database_url).get_backend_name() == "sqlite":
         engine = create_async_engine(database_url, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=10000")
+            for pragma in SQLITE_PRAGMAS:
+                cursor.execute(pragma)
             cursor.close()
 
         return engine

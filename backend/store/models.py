@@ -1,9 +1,10 @@
 """The schema, as SQLAlchemy Core tables (the hot path needs no ORM objects).
 
-One row per observation of a publish. `id` is the monotonic internal row id every page and the
-API page by (keyset, newest first). `fingerprint` + `observation` make storage idempotent: a
-tap-queue redelivery of a stored publish is skipped, a second publish of the same bytes becomes
-observation 2 and is shown as a duplicate. Changes go through alembic (backend/migrations).
+One row per observation of a publish. `id` is the internal row id; `commit_seq` + `id` is the
+cursor every page, the API and the live feed order by (backend/store/paging.py).
+`fingerprint` + `observation` make storage idempotent: a tap-queue redelivery of a stored
+publish is skipped, a second publish of the same bytes becomes observation 2 and is shown as a
+duplicate. Changes go through alembic (backend/migrations).
 
 Ids taken from bus data (event type, correlation, aggregate, message id) can be of any
 length: their text columns hold a display form (capped, NUL made visible) and are not indexed;
@@ -36,6 +37,7 @@ events = Table(
     "events",
     metadata,
     Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("commit_seq", BigInteger, nullable=False, server_default="0"),  # see paging.py
     Column("fingerprint", LargeBinary(16), nullable=False),
     Column("observation", Integer, nullable=False, default=1),
     Column("received_at", DateTime(timezone=True), nullable=False),
@@ -67,6 +69,7 @@ events = Table(
     Column("aggregate_key", BigInteger),  # type and id together
     Column("message_id_key", BigInteger),
     Index("ux_events_fingerprint", "fingerprint", "observation", unique=True),
+    Index("ix_events_commit_order", "commit_seq", "id"),
     Index("ix_events_correlation_key", "correlation_key", "id"),
     Index("ix_events_aggregate_key", "aggregate_key", "aggregate_version"),
     Index("ix_events_routing_key", "routing_key", "id"),
@@ -79,6 +82,7 @@ events = Table(
 
 SUMMARY_COLUMNS = (
     events.c.id,
+    events.c.commit_seq,
     events.c.observation,
     events.c.received_at,
     events.c.exchange,

@@ -4,8 +4,10 @@ Why not the async engine: with aiosqlite every row's parameters are bound on a w
 that must win the GIL back from the busy event loop, once per row; the recorder then spends
 most of its time in that hand-over. Here a whole batch (look up known fingerprints, insert,
 commit) is one call into one thread, rows go in as multi-row INSERTs (one GIL hand-over per
-chunk, not per row), and the loop only awaits the result. Same rules as `writer.store_batch`;
-the values stored are the ones SQLAlchemy would store (UTC text timestamps, 0/1 booleans).
+chunk, not per row), and the loop only awaits the result. Same rules as the Postgres writer
+(backend/store/writer.py); the values stored are the ones SQLAlchemy would store (UTC text
+timestamps, 0/1 booleans). The batch's `commit_seq` is taken inside the write transaction,
+which SQLite makes exclusive: sequence order is commit order.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from typing import Any
 from sqlalchemy import Boolean, DateTime
 from sqlalchemy.engine import make_url
 
+from eventscope.backend.store.engine import SQLITE_PRAGMAS
 from eventscope.backend.store.models import events
-from eventscope.backend.store.writer import BatchResult, assign_observations
+from eventscope.backend.store.writer import COLUMNS, BatchResult, assign_observations
 
-COLUMNS = tuple(c.name for c in events.columns if c.name != "id")
 ROWS_PER_STATEMENT = 100  # ~32 columns x 100 rows stays far below SQLite's variable limit
-_ONE_ROW = "(" + ",".join("?" * len(COLUMNS)) + ")"
-_INSERT = f"INSERT INTO events ({','.join(COLUMNS)}) VALUES "  # noqa: S608 - fixed names
+_ONE_ROW = "(" + ",".join("?" * (len(COLUMNS) + 1)) + ")"
+_INSERT = f"INSERT INTO events ({','.join(COLUMNS)},commit_seq) VALUES "  # noqa: S608 - fixed names
+_NEXT_SEQ = "SELECT coalesce(max(commit_seq), 0) + 1 FROM events"
 _LOOKUP_CHUNK = 500
 
 
@@ -50,10 +53,11 @@ _CONVERTED = tuple(
 )
 
 
-def _row_values(row: dict[str, Any]) -> list[Any]:
+def _row_values(row: dict[str, Any], seq: int) -> list[Any]:
     values = [row.get(name) for name in COLUMNS]
     for i in _CONVERTED:
         values[i] = _sql_value(values[i])
+    values.append(seq)
     return values
 
 
@@ -88,9 +92,8 @@ class SqliteBatchWriter:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=10000")
+            for pragma in SQLITE_PRAGMAS:
+                conn.execute(pragma)
             self._conn = conn
         return self._conn
 
@@ -109,9 +112,10 @@ class SqliteBatchWriter:
         try:
             known = self._known(conn, list({row["fingerprint"] for row in rows}))
             keep, skipped, duplicates = assign_observations(rows, known)
+            seq = conn.execute(_NEXT_SEQ).fetchone()[0]
             for start in range(0, len(keep), ROWS_PER_STATEMENT):
                 chunk = keep[start : start + ROWS_PER_STATEMENT]
-                params = [value for row in chunk for value in _row_values(row)]
+                params = [value for row in chunk for value in _row_values(row, seq)]
                 conn.execute(_INSERT + ",".join([_ONE_ROW] * len(chunk)), params)
             conn.execute("COMMIT")
         except BaseException:

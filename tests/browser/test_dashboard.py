@@ -36,7 +36,8 @@ HOSTILE_PAGES = [
 CLEAN_PAGES = [
     "/",
     "/events/{id}",
-    "/?before={next_id}",
+    "/?before={cursor}",
+    "/?after={cursor}",
     "/audit",
     "/login",
 ]
@@ -228,8 +229,9 @@ def test_no_console_errors_and_no_csp_violations(
     wait_for(page, "window.__wsMessages >= 2")  # a rows fragment and a status update
     violations = page.evaluate("window.__cspViolations")
 
+    cursor = server.get_json(f"/api/events/{event_id}")["cursor"]
     for path in CLEAN_PAGES:
-        page.goto(path.format(id=event_id, next_id=event_id + 1))
+        page.goto(path.format(id=event_id, cursor=cursor))
         page.wait_for_load_state("load")
         violations += page.evaluate("window.__cspViolations")
     assert problems == []

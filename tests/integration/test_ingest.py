@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from eventscope.backend.ingest.recorder import Recorder
 from eventscope.backend.store.engine import create_engine
+from eventscope.backend.store.eventstore import EventStore
 from eventscope.backend.store.models import events
 from tests.conftest import AMQP_URL, Broker, Names, eventually, make_settings
 
@@ -219,8 +220,8 @@ async def test_broker_unreachable_is_reported_and_retried(sqlite_url, names: Nam
     settings = make_settings(sqlite_url, names, amqp_url="amqp://guest:guest@127.0.0.1:1/")
     import asyncio
 
-    engine = create_engine(sqlite_url)
-    recorder = Recorder(settings, engine)
+    store = EventStore(sqlite_url)
+    recorder = Recorder(settings, store)
     stop = asyncio.Event()
     task = asyncio.create_task(recorder.run(stop))
     try:
@@ -229,4 +230,4 @@ async def test_broker_unreachable_is_reported_and_retried(sqlite_url, names: Nam
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
-        await engine.dispose()
+        await store.close()

@@ -1,15 +1,14 @@
-"""The recorder's SQLite writer stores exactly what the SQLAlchemy writer would."""
+"""The two batch writers (SQLite's thread, Postgres through asyncpg) store the same rows."""
 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
+from typing import Any
 
 from eventscope.backend.envelope import Delivery, to_row
-from eventscope.backend.store.engine import create_engine
-from eventscope.backend.store.migrate import upgrade_async
-from eventscope.backend.store.sqlite_writer import SqliteBatchWriter, sqlite_path
-from eventscope.backend.store.writer import store_batch
+from eventscope.backend.store.eventstore import EventStore
+from eventscope.backend.store.sqlite_writer import sqlite_path
+from eventscope.web.display import as_utc
 from tests.integration.test_ingest import seed_event, stored_rows
 
 WHEN = dt.datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=dt.UTC)
@@ -26,31 +25,38 @@ def deliveries() -> list[Delivery]:
     ]
 
 
-async def test_thread_writer_and_sqlalchemy_writer_store_identical_rows(tmp_path: Path) -> None:
-    urls = [f"sqlite+aiosqlite:///{tmp_path}/{name}.db" for name in ("thread", "orm")]
-    for url in urls:
-        await upgrade_async(url)
+def _comparable(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row without what each database assigns itself (id, commit sequence), with
+    values in one form (SQLite returns naive UTC datetimes and bytes-like blobs)."""
+    out = {k: v for k, v in row.items() if k not in ("id", "commit_seq")}
+    for name in ("received_at", "occurred_at"):
+        out[name] = as_utc(out[name])
+    for name in ("fingerprint", "body", "raw_properties"):
+        out[name] = bytes(out[name]) if out[name] is not None else None
+    return out
+
+
+async def test_sqlite_and_postgres_writers_store_identical_rows(
+    sqlite_url: str, pg_url: str
+) -> None:
     rows = [to_row(d, 1 << 20) for d in deliveries()]
+    results = []
+    for url in (sqlite_url, pg_url):
+        store = EventStore(url)
+        try:
+            results.append(await store.write(rows))
+        finally:
+            await store.close()
 
-    path = sqlite_path(urls[0])
-    assert path is not None
-    writer = SqliteBatchWriter(path)
-    try:
-        by_thread = await writer.store(rows)
-    finally:
-        await writer.close()
-    engine = create_engine(urls[1])
-    try:
-        by_orm = await store_batch(engine, rows)
-    finally:
-        await engine.dispose()
-
-    assert by_thread == by_orm
-    assert (by_thread.stored, by_thread.duplicates, by_thread.skipped_redeliveries) == (253, 1, 1)
-    thread_rows, orm_rows = await stored_rows(urls[0]), await stored_rows(urls[1])
-    assert thread_rows == orm_rows
-    assert thread_rows[0]["received_at"] == WHEN.replace(tzinfo=None)
-    assert thread_rows[1]["observation"] == 2
+    by_sqlite, by_postgres = results
+    assert by_sqlite == by_postgres
+    assert (by_sqlite.stored, by_sqlite.duplicates, by_sqlite.skipped_redeliveries) == (253, 1, 1)
+    sqlite_rows, postgres_rows = await stored_rows(sqlite_url), await stored_rows(pg_url)
+    assert [_comparable(r) for r in sqlite_rows] == [_comparable(r) for r in postgres_rows]
+    assert as_utc(sqlite_rows[0]["received_at"]) == WHEN
+    assert sqlite_rows[1]["observation"] == 2
+    assert {r["commit_seq"] for r in sqlite_rows} == {1}, "one batch, one commit sequence"
+    assert len({r["commit_seq"] for r in postgres_rows}) == 1
 
 
 def test_only_file_backed_sqlite_urls_get_the_thread_writer() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -12,8 +13,9 @@ from eventscope.backend.settings import (
     env_name,
     flag_name,
     load_settings,
+    unknown_variables,
 )
-from eventscope.web.cli import build_parser, settings_from_args
+from eventscope.web.cli import build_parser, main, settings_from_args
 
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104
 
@@ -225,3 +227,29 @@ def test_served_hosts_include_loopback_and_the_port() -> None:
     assert "evil.example" not in hosts
     assert load_settings({}, {"host": ALL_INTERFACES}).hosts == ["*"]
     assert "ui.example:8000" in load_settings({}, {"allowed_hosts": ("ui.example",)}).hosts
+
+
+def test_unknown_eventscope_variables_are_named_with_the_closest_setting() -> None:
+    env = {
+        "EVENTSCOPE_DATABSE_URL": "sqlite+aiosqlite:///x.db",
+        "EVENTSCOPE_PORT": "1",
+        "EVENTSCOPE_URL": "http://127.0.0.1:8000",  # the test client's, not a setting
+        "EVENTSCOPE_ZZZ": "1",
+        "PATH": "/bin",
+    }
+    assert unknown_variables(env) == [
+        "EVENTSCOPE_DATABSE_URL (did you mean EVENTSCOPE_DATABASE_URL?)",
+        "EVENTSCOPE_ZZZ",
+    ]
+
+
+def test_the_cli_warns_about_a_misspelt_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("EVENTSCOPE_TAP_QUEUE_MAX_LENGHT", "5")
+    main(["db", "upgrade", "--database-url", f"sqlite+aiosqlite:///{tmp_path}/x.db"])
+    assert any(
+        "EVENTSCOPE_TAP_QUEUE_MAX_LENGHT (did you mean EVENTSCOPE_TAP_QUEUE_MAX_LENGTH?) is not "
+        "an eventscope setting" in r.getMessage()
+        for r in caplog.records
+    )

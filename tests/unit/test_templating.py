@@ -38,9 +38,8 @@ def test_template_syntax_in_data_is_not_evaluated(env: Environment) -> None:
 
 
 @pytest.mark.parametrize("value", HOSTILE)
-def test_text_macro_escapes_hostile_values(env: Environment, value: str) -> None:
-    macros = env.get_template("_macros.html").module
-    html = str(macros.text(value))  # type: ignore[attr-defined]
+def test_text_escapes_hostile_values(env: Environment, value: str) -> None:
+    html = env.from_string("{{ text(v) }}").render(v=value)
     assert html.startswith('<bdi class="v">')
     assert html.endswith("</bdi>")
     inner = html.removeprefix('<bdi class="v">').removesuffix("</bdi>")
@@ -48,11 +47,18 @@ def test_text_macro_escapes_hostile_values(env: Environment, value: str) -> None
     assert inner == str(escape(value))
 
 
-def test_text_macro_renders_invisible_characters_as_visible_badges(env: Environment) -> None:
-    macros = env.get_template("_macros.html").module
-    html = str(macros.text("a\u202eb"))  # type: ignore[attr-defined]
+def test_text_renders_invisible_characters_as_visible_badges(env: Environment) -> None:
+    html = env.from_string("{{ text(v) }}").render(v="a\u202eb")
     assert "\u202e" not in html
     assert '<span class="cc" title="invisible or control character">U+202E</span>' in html
+
+
+def test_text_of_nothing_is_a_dash_and_layout_is_kept_only_when_asked(env: Environment) -> None:
+    assert env.from_string("{{ text(v) }}").render(v=None) == '<span class="none">—</span>'
+    kept = env.from_string("{{ text(v, true) }}").render(v="a\nb")
+    assert kept == '<bdi class="v">a\nb</bdi>'
+    flat = env.from_string("{{ text(v) }}").render(v="a\nb")
+    assert "U+000A" in flat
 
 
 def test_real_template_escapes_row_values(env: Environment) -> None:

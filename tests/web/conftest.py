@@ -18,9 +18,7 @@ from litestar.testing import AsyncTestClient
 
 from eventscope.backend.envelope import Delivery, to_row
 from eventscope.backend.settings import Settings
-from eventscope.backend.store.engine import create_engine
-from eventscope.backend.store.queries import max_event_id
-from eventscope.backend.store.writer import store_batch
+from eventscope.backend.store.eventstore import EventStore
 from eventscope.web.app import create_app
 from tests.conftest import Names, eventually, make_settings
 
@@ -46,14 +44,19 @@ async def store(
     database_url: str, *deliveries: Delivery, max_body: int = 16 * 1024 * 1024
 ) -> list[int]:
     """Store deliveries in one batch through the real writer; returns their new row ids."""
-    engine = create_engine(database_url)
+    store = EventStore(database_url)
     try:
-        before = await max_event_id(engine)
-        await store_batch(engine, [to_row(d, max_body) for d in deliveries])
-        after = await max_event_id(engine)
+        before = await _max_id(store)
+        await store.write([to_row(d, max_body) for d in deliveries])
+        after = await _max_id(store)
     finally:
-        await engine.dispose()
+        await store.close()
     return list(range(before + 1, after + 1))
+
+
+async def _max_id(store: EventStore) -> int:
+    page = await store.events.page(1)
+    return max((row["id"] for row in page.rows), default=0)
 
 
 @pytest.fixture
@@ -105,7 +108,7 @@ def put(web_db: str) -> Callable[..., Any]:
 
 async def hub_ready(app: Litestar) -> None:
     """The live hub has read where the store ends; later events count as new."""
-    hub = app.state.services.hub
+    hub = app.state.web.hub
     await eventually(lambda: hub.total is not None, 10, "the live hub to start")
 
 

@@ -45,17 +45,45 @@ async def test_before_cursor_pages_through_everything_without_overlap(
 ) -> None:
     ids = await put(*(delivery(f"k.{i}") for i in range(5)))
     seen: list[int] = []
-    cursors: list[int | None] = []
+    cursors: list[str | None] = []
+    position: dict[int, str] = {}
     params: dict[str, Any] = {"limit": 2}
     for _ in range(10):
         page = (await client.get("/api/events", params=params)).json()
         seen += [item["id"] for item in page["items"]]
+        position.update((item["id"], item["cursor"]) for item in page["items"])
         cursors.append(page["next_before"])
         if page["next_before"] is None:
             break
         params = {"limit": 2, "before": page["next_before"]}
     assert seen == list(reversed(ids))
-    assert cursors == [ids[3], ids[1], None]
+    assert cursors == [position[ids[3]], position[ids[1]], None]
+
+
+async def test_after_cursor_pages_back_to_the_newest(
+    client: Client, put: Callable[..., Any]
+) -> None:
+    ids = await put(*(delivery(f"k.{i}") for i in range(5)))
+    oldest = (await client.get("/api/events", params={"before": ids[1]})).json()
+    assert [item["id"] for item in oldest["items"]] == [ids[0]]
+    seen: list[int] = []
+    params: dict[str, Any] = {"limit": 2, "after": oldest["items"][0]["cursor"]}
+    for _ in range(10):
+        page = (await client.get("/api/events", params=params)).json()
+        seen = [item["id"] for item in page["items"]] + seen  # each page is newest first
+        if page["next_after"] is None:
+            break
+        params = {"limit": 2, "after": page["next_after"]}
+    assert seen == list(reversed(ids[1:]))
+
+
+@pytest.mark.parametrize("bad", ["abc", "1-", "-1", "1-2-3", "12345678901234567890-1", "9" * 19])
+async def test_a_cursor_that_is_not_one_is_a_400_naming_the_parameter(
+    client: Client, bad: str
+) -> None:
+    response = await client.get("/api/events", params={"before": bad})
+    assert response.status_code == 400
+    assert "before" in response.json()["detail"]
 
 
 async def test_page_before_the_oldest_event_is_empty(
@@ -63,7 +91,7 @@ async def test_page_before_the_oldest_event_is_empty(
 ) -> None:
     ids = await put(delivery("only"))
     page = (await client.get("/api/events", params={"before": ids[0]})).json()
-    assert page == {"items": [], "next_before": None}
+    assert page == {"items": [], "next_before": None, "next_after": None}
 
 
 @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 1001}, {"limit": "x"}, {"before": 0}])

@@ -19,7 +19,7 @@ async def test_stored_events_are_served_while_the_broker_is_unreachable(
     app = create_app(settings, migrate=False)  # with its recorder, which cannot connect
     async with AsyncTestClient(app) as client:
         auth = {"Authorization": f"Bearer {TOKEN}"}
-        recorder = app.state.services.recorder
+        recorder = app.state.web.runtime.recorder
         await eventually(lambda: recorder.status.broker_error is not None, 15, "a failed connect")
 
         page = await client.get("/", headers=auth)

@@ -53,7 +53,7 @@ def missed_count(message: str) -> int | None:
 async def connect(client: Client, app: Litestar) -> AsyncIterator[WebSocketTestSession]:
     """An open live socket whose subscription the hub already holds."""
     await hub_ready(app)
-    hub = app.state.services.hub
+    hub = app.state.web.hub
     before = len(hub.subscribers)
     with await client.websocket_connect("/ws/live", headers={"origin": ORIGIN}) as session:
         await eventually(lambda: len(hub.subscribers) > before, 10, "the socket to subscribe")
@@ -75,8 +75,12 @@ async def test_new_events_are_pushed_as_rows(
 
 async def caught_up(app: Litestar, ids: list[int]) -> None:
     """The hub has read past these rows (they went to whoever was subscribed then)."""
-    hub = app.state.services.hub
-    await eventually(lambda: hub.last_id >= max(ids), 10, f"the hub to read past row {max(ids)}")
+    hub = app.state.web.hub
+    await eventually(
+        lambda: hub.position is not None and hub.position.id >= max(ids),
+        10,
+        f"the hub to read past row {max(ids)}",
+    )
 
 
 async def test_events_already_published_are_not_pushed_again(
@@ -134,7 +138,7 @@ async def test_events_arriving_between_page_load_and_socket_connect_are_not_lost
     # an event lands while the browser is still starting up, and the hub moves past it
     await caught_up(app, await put(delivery("between.load.and.connect")))
 
-    hub = app.state.services.hub
+    hub = app.state.web.hub
     with await client.websocket_connect(socket_url, headers={"origin": ORIGIN}) as session:
         await eventually(lambda: len(hub.subscribers) == 1, 10, "the socket to subscribe")
         _, seen = receive_until(
@@ -209,7 +213,7 @@ async def test_socket_without_origin_is_refused(client: Client) -> None:
 
 
 async def test_closed_socket_unsubscribes(client: Client, app: Litestar) -> None:
-    hub = app.state.services.hub
+    hub = app.state.web.hub
     async with connect(client, app):
         assert len(hub.subscribers) == 1
     await eventually(lambda: len(hub.subscribers) == 0, 10, "the hub to drop the subscriber")

@@ -125,7 +125,10 @@ async def test_history_page_shows_the_older_page(client: Client, put: Callable[.
     assert response.status_code == 200
     page = response.text
     assert _keys(page) == ["history.k02", "history.k01"]
-    assert f'href="/?before={ids[1]}"' in page
+    listing = (await client.get("/api/events", params={"limit": 100})).json()["items"]
+    cursors = {item["id"]: item["cursor"] for item in listing}
+    assert f'href="/?before={cursors[ids[1]]}"' in page
+    assert f'href="/?after={cursors[ids[2]]}"' in page, "a link back to newer events"
     assert "ws-connect=" not in page
 
     last = (await client.get("/", params={"before": ids[1]}, headers=HTML)).text

@@ -23,9 +23,8 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.handlers import HTTPRouteHandler
 from litestar.testing import AsyncTestClient, WebSocketTestSession
 
-from eventscope.backend.audit import entries
 from eventscope.backend.settings import Settings, load_settings
-from eventscope.backend.store.engine import create_engine
+from eventscope.backend.store.eventstore import EventStore
 from eventscope.backend.users import hash_password
 from eventscope.web.app import create_app
 from eventscope.web.auth import operator_action
@@ -137,11 +136,11 @@ async def audit_items(client: Client, **params: Any) -> list[dict[str, Any]]:
 
 async def stored_audit(database_url: str) -> list[dict[str, Any]]:
     """The audit log read from the database (when this client may no longer ask the API)."""
-    engine = create_engine(database_url)
+    store = EventStore(database_url)
     try:
-        return await entries(engine, 100)
+        return await store.audit.entries(100)
     finally:
-        await engine.dispose()
+        await store.close()
 
 
 def session_cookie(response: Any) -> list[str]:
@@ -341,7 +340,7 @@ async def test_copies_of_a_message_do_not_leak_their_routing_key_to_the_viewer(
 async def live(
     client: Client, app: Litestar, headers: dict[str, str]
 ) -> AsyncIterator[WebSocketTestSession]:
-    hub = app.state.services.hub
+    hub = app.state.web.hub
     before = len(hub.subscribers)
     with await client.websocket_connect(
         "/ws/live", headers={"origin": ORIGIN, **headers}

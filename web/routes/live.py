@@ -6,37 +6,40 @@ import asyncio
 import contextlib
 import json
 
-from litestar import WebSocket, websocket
+from litestar import websocket
 from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 
-from eventscope.backend.live import Subscriber
-from eventscope.backend.store.queries import events_after, list_events
-from eventscope.web.auth import origin_allowed, principal_of
+from eventscope.backend.store.paging import Cursor
+from eventscope.web.auth import origin_allowed
+from eventscope.web.context import WebContext
 from eventscope.web.event_view import masked_row
-from eventscope.web.services import Services
+from eventscope.web.live import Subscriber
+from eventscope.web.request import AnySocket
 from eventscope.web.templating import render
 
 
 @websocket("/ws/live")
-async def live_socket(socket: WebSocket, services: NamedDependency[Services]) -> None:  # type: ignore[type-arg]
-    if origin_allowed(socket.scope, services.settings.allowed_origins) is not True:
+async def live_socket(socket: AnySocket, web: NamedDependency[WebContext]) -> None:
+    settings = web.settings
+    if origin_allowed(socket.scope, settings.allowed_origins) is not True:
         await socket.close(code=4403, reason="origin not allowed")
         return
     await socket.accept()
-    hub = services.hub
-    mask = services.mask_for(principal_of(socket))
+    hub = web.hub
+    mask = web.mask_for(socket.scope["state"]["principal"])
     subscriber = hub.subscribe(masked=mask is not None)
-    after = _int(socket.query_params.get("after"))
-    if after is not None and after < subscriber.joined_at:
-        # Rows stored between the page render and this connection: the hub will not send them.
-        rows, new = await events_after(
-            services.engine, after, services.settings.live_rows, subscriber.joined_at
-        )
-        if rows:
-            subscriber.push(hub.renderers.rows(rows, new, subscriber.masked))
-    sender = asyncio.create_task(_send(socket, subscriber))
-    try:
+    sender: asyncio.Task[None] | None = None
+    try:  # from here on, whatever fails, the subscription ends with the socket
+        after = _cursor(socket.query_params.get("after"))
+        joined = subscriber.joined_at
+        if after is not None and joined is not None and after < joined:
+            # Rows stored between the page render and this connection: the hub will not send them.
+            rows = await web.store.events.committed_after(after, settings.live_rows, until=joined)
+            if rows:
+                rows.reverse()
+                subscriber.push(hub.renderers.rows(rows, len(rows), subscriber.masked))
+        sender = asyncio.create_task(_send(socket, subscriber))
         while True:
             try:
                 message = await socket.receive_text()
@@ -47,32 +50,35 @@ async def live_socket(socket: WebSocket, services: NamedDependency[Services]) ->
                 hub.pause(subscriber)
             elif action == "resume":
                 hub.resume(subscriber)
-                rows = await list_events(services.engine, services.settings.live_rows)
+                page = await web.store.events.page(settings.live_rows)
                 subscriber.push(
                     render(
-                        services.env,
+                        web.env,
                         "_live_reset.html",
-                        rows=[masked_row(row, mask) for row in rows],
-                        live_rows=services.settings.live_rows,
-                        exchanges=services.settings.exchanges,
+                        rows=[masked_row(row, mask) for row in page.rows],
+                        live_rows=settings.live_rows,
+                        exchanges=settings.exchanges,
                     )
                 )
     finally:
         hub.unsubscribe(subscriber)
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await sender
+        if sender is not None:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sender
 
 
-async def _send(socket: WebSocket, subscriber: Subscriber) -> None:  # type: ignore[type-arg]
+async def _send(socket: AnySocket, subscriber: Subscriber) -> None:
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
         while True:
             await socket.send_text(await subscriber.next())
 
 
-def _int(value: str | None) -> int | None:
+def _cursor(value: str | None) -> Cursor | None:
+    if value is None:
+        return None
     try:
-        return int(value) if value is not None else None
+        return Cursor.parse(value)
     except ValueError:
         return None
 

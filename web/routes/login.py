@@ -12,9 +12,9 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 
-from eventscope.backend.audit import record
 from eventscope.web.auth import SESSION_COOKIE, SESSION_TTL, Principal, safe_next
-from eventscope.web.services import AnyRequest, Services
+from eventscope.web.context import WebContext
+from eventscope.web.request import AnyRequest
 
 INVALID = "Those credentials are not valid."
 
@@ -35,15 +35,18 @@ def client_of(request: Request) -> str:  # type: ignore[type-arg]
     return request.client.host if request.client else "?"
 
 
-def _secure(services: Services, request: AnyRequest) -> bool:
-    return services.settings.secure_cookies or request.url.scheme == "https"
+def _secure(web: WebContext, request: AnyRequest) -> bool:
+    return web.settings.secure_cookies or request.url.scheme == "https"
 
 
 async def _signed_in(
-    services: Services, request: AnyRequest, principal: Principal, target: str | None, how: str
+    web: WebContext,
+    request: AnyRequest,
+    principal: Principal,
+    target: str | None,
+    how: str,
 ) -> Redirect:
-    await record(
-        services.engine,
+    await web.store.audit.record(
         actor=principal.name,
         role=principal.role,
         action="login",
@@ -51,98 +54,96 @@ async def _signed_in(
         client=client_of(request),
         details={"via": how},
     )
-    session_id = services.auth.open_session(principal)
+    session_id = web.auth.open_session(principal)
     return Redirect(
         safe_next(target),
         status_code=303,
-        cookies=[_cookie(session_id, _secure(services, request))],
+        cookies=[_cookie(session_id, _secure(web, request))],
     )
 
 
 async def _failed(
-    services: Services, request: AnyRequest, who: str, target: str | None, how: str
+    web: WebContext, request: AnyRequest, who: str, target: str | None, how: str
 ) -> Template:
     client = client_of(request)
-    services.login_failures.hit(client)
-    await record(
-        services.engine,
+    web.login_failures.hit(client)
+    await web.store.audit.record(
         actor=who,
         action="login",
         result="failed",
         client=client,
         details={"via": how},
     )
-    return _page(services, INVALID, target, 401)
+    return _page(web, INVALID, target, 401)
 
 
-def _page(services: Services, error: str | None, target: str | None, status: int = 200) -> Template:
-    context = {"error": error, "next": target, "passwords": bool(services.auth.users)}
+def _page(web: WebContext, error: str | None, target: str | None, status: int = 200) -> Template:
+    context = {"error": error, "next": target, "passwords": bool(web.auth.users)}
     return Template("login.html", context=context, status_code=status)
 
 
-async def _limited(services: Services, request: AnyRequest, who: str) -> Template | None:
+async def _limited(web: WebContext, request: AnyRequest, who: str) -> Template | None:
     client = client_of(request)
-    if not services.login_failures.blocked(client):
+    if not web.login_failures.blocked(client):
         return None
-    await record(services.engine, actor=who, action="login", result="rate-limited", client=client)
-    return _page(services, "Too many failed attempts. Wait a minute and try again.", None, 429)
+    await web.store.audit.record(actor=who, action="login", result="rate-limited", client=client)
+    return _page(web, "Too many failed attempts. Wait a minute and try again.", None, 429)
 
 
 @get("/login", include_in_schema=False)
 async def login_page(
     request: AnyRequest,
-    services: NamedDependency[Services],
+    web: NamedDependency[WebContext],
     token: FromQuery[str | None] = None,
     next_path: Annotated[str | None, QueryParameter(name="next")] = None,
 ) -> Template | Redirect:
     """GET with `token` is the printed login link: the only GET that changes state."""
-    if services.auth.disabled:
+    if web.auth.disabled:
         return Redirect(safe_next(next_path), status_code=303)
     if token is None:
-        return _page(services, None, next_path)
-    if (limited := await _limited(services, request, "token link")) is not None:
+        return _page(web, None, next_path)
+    if (limited := await _limited(web, request, "token link")) is not None:
         return limited
-    principal = services.auth.check_token(token)
+    principal = web.auth.check_token(token)
     if principal is None:
-        return await _failed(services, request, "token link", next_path, "link")
-    return await _signed_in(services, request, principal, next_path, "link")
+        return await _failed(web, request, "token link", next_path, "link")
+    return await _signed_in(web, request, principal, next_path, "link")
 
 
 @post("/login", include_in_schema=False, status_code=303)
 async def login_submit(
     request: AnyRequest,
-    services: NamedDependency[Services],
+    web: NamedDependency[WebContext],
     data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template | Redirect:
     """A token, or a name and password from the users file."""
     name = (data.get("username") or "").strip()[:200]
     secret = data.get("password") or data.get("token") or ""
     who = name or "token form"
-    if (limited := await _limited(services, request, who)) is not None:
+    if (limited := await _limited(web, request, who)) is not None:
         return limited
-    if name and services.auth.users:
-        principal = services.auth.check_password(name, secret)
+    if name and web.auth.users:
+        principal = web.auth.check_password(name, secret)
     else:
-        principal = services.auth.check_token(secret)
+        principal = web.auth.check_token(secret)
     if principal is None:
-        return await _failed(services, request, who, data.get("next"), "form")
-    return await _signed_in(services, request, principal, data.get("next"), "form")
+        return await _failed(web, request, who, data.get("next"), "form")
+    return await _signed_in(web, request, principal, data.get("next"), "form")
 
 
 @post("/logout", include_in_schema=False, status_code=303)
-async def logout(request: AnyRequest, services: NamedDependency[Services]) -> Response[str]:
+async def logout(request: AnyRequest, web: NamedDependency[WebContext]) -> Response[str]:
     """Ends the session server-side (the cookie is worthless afterwards)."""
-    session = services.auth.close_session(request.cookies.get(SESSION_COOKIE))
+    session = web.auth.close_session(request.cookies.get(SESSION_COOKIE))
     if session is not None:
-        await record(
-            services.engine,
+        await web.store.audit.record(
             actor=session.principal.name,
             role=session.principal.role,
             action="logout",
             result="ok",
             client=client_of(request),
         )
-    expired = [_cookie("", _secure(services, request), max_age=0)]
+    expired = [_cookie("", _secure(web, request), max_age=0)]
     if request.headers.get("hx-request"):  # htmx follows a 303 itself: tell it to navigate
         return Response("", status_code=200, headers={"HX-Redirect": "/login"}, cookies=expired)
     return Redirect("/login", status_code=303, cookies=expired)

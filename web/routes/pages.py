@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
-from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath
 from litestar.response import Template
 
-from eventscope.backend.store.queries import (
-    MAX_ROW_ID,
-    get_event,
-    list_events,
-    neighbours,
-    related_observations,
-)
-from eventscope.web.auth import operator_only, principal_of
+from eventscope.backend.redaction import Redactor
+from eventscope.backend.settings import Settings
+from eventscope.backend.store.eventstore import EventStore
+from eventscope.web.auth import operator_only
+from eventscope.web.context import WebContext
+from eventscope.web.dependencies import Position, event_or_404
 from eventscope.web.event_view import masked_row, page_context
-from eventscope.web.services import AnyRequest, Services
 
 
 class Pages(Controller):
@@ -28,49 +22,49 @@ class Pages(Controller):
     @get("/")
     async def timeline(
         self,
-        request: AnyRequest,
-        services: NamedDependency[Services],
-        before: Annotated[int | None, QueryParameter(ge=1, le=MAX_ROW_ID)] = None,
+        store: NamedDependency[EventStore],
+        settings: NamedDependency[Settings],
+        web: NamedDependency[WebContext],
+        mask: NamedDependency[Redactor | None],
+        position: NamedDependency[Position],
     ) -> Template:
-        """Newest first; with `before` it is a still page of history, otherwise live."""
-        size = services.settings.live_rows if before is None else services.settings.page_size
-        rows = await list_events(services.engine, size, before)
-        mask = services.mask_for(principal_of(request))
+        """Newest first; with `before` or `after` it is a still page of history, else live."""
+        live = position.before is None and position.after is None
+        size = settings.live_rows if live else settings.page_size
+        page = await store.events.page(size, older_than=position.before, newer_than=position.after)
         context = {
-            "rows": [masked_row(row, mask) for row in rows],
-            "live": before is None,
-            "before": before,
-            "next_before": rows[-1]["id"] if len(rows) == size else None,
-            "status": await services.status(),
-            "live_rows": services.settings.live_rows,
-            "exchanges": services.settings.exchanges,
+            "rows": [masked_row(row, mask) for row in page.rows],
+            "live": live,
+            "older": page.older,
+            "newer": page.newer,
+            "status": await web.status(),
+            "live_rows": settings.live_rows,
+            "exchanges": settings.exchanges,
         }
         return Template("timeline.html", context=context)
 
     @get("/events/{event_id:int}")
     async def event(
-        self, request: AnyRequest, services: NamedDependency[Services], event_id: FromPath[int]
+        self,
+        store: NamedDependency[EventStore],
+        mask: NamedDependency[Redactor | None],
+        event_id: FromPath[int],
     ) -> Template:
-        row = await get_event(services.engine, event_id)
-        if row is None:
-            raise NotFoundException(f"No event with id {event_id}.")
-        mask = services.mask_for(principal_of(request))
+        row = await event_or_404(store, event_id)
         context = page_context(row, mask)
-        related = await related_observations(services.engine, row)
+        related = await store.events.related(row)
         context["related"] = {
             kind: [masked_row(other, mask) for other in others] for kind, others in related.items()
         }
-        context["older"], context["newer"] = await neighbours(services.engine, event_id)
+        context["older"], context["newer"] = await store.events.neighbours(row)
         return Template("event.html", context=context)
 
     @get("/events/{event_id:int}/raw", guards=[operator_only])
     async def raw(
-        self, services: NamedDependency[Services], event_id: FromPath[int]
+        self, store: NamedDependency[EventStore], event_id: FromPath[int]
     ) -> Response[bytes]:
         """The stored body bytes, never interpreted by the browser; operators only (unmasked)."""
-        row = await get_event(services.engine, event_id)
-        if row is None:
-            raise NotFoundException(f"No event with id {event_id}.")
+        row = await event_or_404(store, event_id)
         return Response(
             bytes(row["body"]),
             media_type="application/octet-stream",

@@ -1,37 +1,41 @@
-"""What the HTTP layer needs at run time, built once per app and kept on `app.state`."""
+"""What the HTTP layer holds for one app: the runtime it serves, templates, credentials, the
+live hub, the login limiter. Kept on `app.state.web`; handlers receive its parts through
+dependency injection (web/dependencies.py), the middleware reads it from the app."""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import Environment
-from litestar import Request
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from eventscope.backend.ingest.recorder import Recorder
-from eventscope.backend.live import LiveHub
 from eventscope.backend.redaction import Redactor
+from eventscope.backend.runtime import Runtime
 from eventscope.backend.settings import Settings
-from eventscope.backend.store.queries import ping
+from eventscope.backend.store.eventstore import EventStore
 from eventscope.web.auth import Authenticator, Principal
+from eventscope.web.live import LiveHub
 from eventscope.web.ratelimit import SlidingWindow
-
-AnyRequest = Request[Any, Any, Any]
 
 
 @dataclass
-class Services:
-    settings: Settings
-    engine: AsyncEngine
+class WebContext:
+    runtime: Runtime
     env: Environment
     auth: Authenticator
     hub: LiveHub
-    recorder: Recorder | None
-    redactor: Redactor = field(default_factory=Redactor)
-    login_failures: SlidingWindow = field(default_factory=lambda: SlidingWindow(10))
+    redactor: Redactor
+    login_failures: SlidingWindow
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    @property
+    def store(self) -> EventStore:
+        return self.runtime.store
 
     def mask_for(self, principal: Principal) -> Redactor | None:
         """Viewers see secrets masked; operators see what was stored."""
@@ -39,7 +43,9 @@ class Services:
 
     async def status(self) -> dict[str, Any]:
         """The numbers behind the status bar and /api/status."""
-        rec = self.recorder.status if self.recorder else None
+        recorder = self.runtime.recorder
+        rec = recorder.status if recorder else None
+        settings = self.settings
         bound_hit = rec.tap_bound_hit_at if rec else None
         health = rec.health() if rec else None
         return {
@@ -50,13 +56,13 @@ class Services:
             "last_stored_at": _iso(rec.last_stored_at) if rec else None,
             "broker_connected": bool(rec and rec.broker_connected),
             "broker_error": rec.broker_error if rec else "recorder not running in this process",
-            "database_reachable": await ping(self.engine),
+            "database_reachable": await self.store.ping(),
             "database_error": rec.database_error if rec else None,
-            "database": "sqlite" if self.settings.is_sqlite else "postgresql",
+            "database": self.store.dialect,
             "exchanges": dict(rec.exchanges) if rec else {},
-            "tap_queue": self.settings.tap_queue,
+            "tap_queue": settings.tap_queue,
             "tap_queue_depth": rec.tap_depth if rec else None,
-            "tap_queue_bound": self.settings.tap_queue_max_length,
+            "tap_queue_bound": settings.tap_queue_max_length,
             "tap_queue_bound_hit_seconds_ago": round(time.time() - bound_hit)
             if bound_hit
             else None,

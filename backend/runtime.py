@@ -1,0 +1,109 @@
+"""One runtime: builds everything that runs in the background from settings, in one place.
+
+`eventscope serve` (with the web layer on top), `eventscope ingest` and the benchmarks all use
+it: the store, the change feed, the recorder, the demo publisher — and, as they land, the
+dead-letter consumer, the replay worker and retention. A new background task is added here
+once. `create_app` (web/app.py) only adds HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+from eventscope.backend.changefeed import ChangeFeed
+from eventscope.backend.ingest.recorder import Recorder
+from eventscope.backend.settings import Settings
+from eventscope.backend.store.eventstore import EventStore
+from eventscope.backend.store.migrate import upgrade_async
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT = 10.0
+
+
+def with_demo_exchanges(settings: Settings) -> Settings:
+    """`--demo` records the demo's dead-letter exchange too, so its dead letters show up."""
+    from eventscope.backend.demo import DEMO_DLX_EXCHANGE
+
+    if not settings.demo or DEMO_DLX_EXCHANGE in settings.exchanges:
+        return settings
+    return dataclasses.replace(settings, exchanges=(*settings.exchanges, DEMO_DLX_EXCHANGE))
+
+
+class Runtime:
+    """What runs for one set of settings. Use `async with runtime.running(): ...`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        record: bool = True,
+        demo: bool | None = None,
+        migrate: bool = True,
+        store: EventStore | None = None,
+        connection_name: str = "eventscope-recorder",
+    ) -> None:
+        self.settings = settings
+        self.migrate = migrate
+        self.demo = settings.demo if demo is None else demo
+        self.store = store or EventStore(settings.database_url)
+        self.feed = ChangeFeed(self.store)
+        self.recorder = (
+            Recorder(
+                settings, self.store, connection_name=connection_name, on_commit=self.feed.notify
+            )
+            if record
+            else None
+        )
+        self.stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._extra: list[tuple[str, Callable[[asyncio.Event], Coroutine[Any, Any, Any]]]] = []
+
+    def add_task(self, name: str, run: Callable[[asyncio.Event], Coroutine[Any, Any, Any]]) -> None:
+        """Another background task (e.g. the web layer's live hub), started with the rest."""
+        self._extra.append((name, run))
+
+    def _background(self) -> list[tuple[str, Callable[[asyncio.Event], Coroutine[Any, Any, Any]]]]:
+        tasks: list[tuple[str, Callable[[asyncio.Event], Coroutine[Any, Any, Any]]]] = [
+            ("change-feed", self.feed.run)
+        ]
+        if self.recorder is not None:
+            tasks.append(("recorder", self.recorder.run))
+        if self.demo:
+            tasks.append(("demo", self._run_demo))
+        return tasks + self._extra
+
+    async def _run_demo(self, stop: asyncio.Event) -> None:
+        from eventscope.backend.demo import run_demo_for
+
+        await run_demo_for(self.settings, stop)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Runtime]:
+        """Migrate, start every background task, and stop them all (then close the store)."""
+        if self.migrate:
+            await upgrade_async(self.settings.database_url)
+        self.stop.clear()
+        self._tasks = [
+            asyncio.create_task(run(self.stop), name=f"eventscope-{name}")
+            for name, run in self._background()
+        ]
+        try:
+            yield self
+        finally:
+            self.stop.set()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, timeout=STOP_TIMEOUT)
+            await self.store.close()
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set (the CLI's `ingest` and `demo` commands)."""
+        async with self.running():
+            await stop.wait()

@@ -1,0 +1,75 @@
+"""`EventStore`: the engine, the dialect's differences, batch writing, and the feature queries.
+
+Everything that reads or writes the database goes through one store object, so the places
+where SQLite and Postgres differ are written once, here and in the writers. The store grows by
+feature modules, each a small class holding the store: `events` (pages, one event, related
+events, the committed-rows feed) and `audit` today; search, traces, aggregates, dead letters
+and retention add theirs the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from eventscope.backend.store.audit import AuditLog
+from eventscope.backend.store.engine import create_engine
+from eventscope.backend.store.events import EventQueries
+from eventscope.backend.store.sqlite_writer import SqliteBatchWriter, sqlite_path
+from eventscope.backend.store.writer import BatchResult, PostgresBatchWriter
+
+
+class EventStore:
+    """Open with `EventStore(url)`; `await store.close()` when done."""
+
+    def __init__(self, database_url: str, *, engine: AsyncEngine | None = None) -> None:
+        self.url = database_url
+        self.engine = engine or create_engine(database_url)
+        self.dialect = self.engine.dialect.name  # "sqlite" or "postgresql"
+        self.events = EventQueries(self)
+        self.audit = AuditLog(self)
+        self._writer: SqliteBatchWriter | PostgresBatchWriter | None = None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @property
+    def name(self) -> str:
+        """Where the events are, without credentials (for logs and the status bar)."""
+        return self.url if self.is_sqlite else self.url.rsplit("@", 1)[-1]
+
+    async def write(self, rows: Sequence[dict[str, Any]]) -> BatchResult:
+        """Store one batch in one transaction (the only way rows enter `events`); raises on
+        database errors, which the caller retries or splits (backend/ingest/committer.py)."""
+        if self._writer is None:
+            self._writer = self._make_writer()
+        return await self._writer.store(rows)
+
+    def _make_writer(self) -> SqliteBatchWriter | PostgresBatchWriter:
+        if self.is_sqlite:
+            path = sqlite_path(self.url)
+            if path is None:
+                raise ValueError(f"{self.url}: eventscope needs a SQLite file, not in-memory")
+            return SqliteBatchWriter(path)
+        if self.engine.dialect.driver != "asyncpg":
+            raise ValueError(f"{self.name}: use postgresql+asyncpg://")
+        return PostgresBatchWriter(self.engine)
+
+    async def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.scalar(select(1))
+            return True
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
+        await self.engine.dispose()
