@@ -89,6 +89,12 @@ class Settings:
     login_attempts_per_minute: int = _setting(
         10, "Failed logins allowed per client address per minute before 429."
     )
+    trusted_proxies: tuple[str, ...] = _setting(
+        (),
+        "Comma-separated addresses or networks (CIDR) of reverse proxies whose "
+        "`X-Forwarded-For` names the client; from anyone else the header is ignored.",
+        shown="none",
+    )
     tap_queue: str = _setting(
         "eventscope.tap", "Name of the durable queue the recorder binds to every exchange."
     )
@@ -103,6 +109,11 @@ class Settings:
     prefetch: int = _setting(
         2000,
         "Deliveries the recorder holds unacknowledged; bounds memory during a database outage.",
+    )
+    max_held_bytes: int = _setting(
+        256 * 1024 * 1024,
+        "Most body bytes the recorder holds uncommitted; at the bound it stops consuming until "
+        "a commit frees room (with `--prefetch`, bounds memory during a database outage).",
     )
     batch_max_events: int = _setting(1000, "Most events stored in one transaction.")
     batch_max_bytes: int = _setting(8 * 1024 * 1024, "Most body bytes stored in one transaction.")
@@ -269,6 +280,7 @@ def validate(settings: Settings) -> None:
         "live_rows",
         "page_size",
         "login_attempts_per_minute",
+        "max_held_bytes",
     ):
         if getattr(settings, name) < 1:
             raise ValueError(f"{env_name(name)}: must be at least 1")
