@@ -103,10 +103,28 @@ def db_text(value: str | None, limit: int | None = None) -> str | None:
     return value
 
 
+# Headers the broker adds on the way from the exchange to the tap queue, different on each
+# delivery of the same message: a quorum queue's `x-delivery-count` (on a redelivery, every
+# version) and `x-acquired-count` (4.3 and later). They are stored, but are not part of the
+# message's identity. Headers added before the exchange routes (`x-death` and the
+# `x-first-death-*` / `x-last-death-*` of a dead letter, a federation's `x-received-from`, a
+# shovel's `x-shovelled`) are the same in every queue the message reaches: they stay.
+BROKER_ADDED_HEADERS = frozenset({"x-delivery-count", "x-acquired-count"})
+
+
+def identity_headers_json(headers: Mapping[str, Any] | None, headers_json: str) -> str:
+    """The headers that identify a message, as typed JSON: `headers_json` without the
+    broker-added headers (encoded again only when one is there)."""
+    if not headers or ("x-delivery-count" not in headers and "x-acquired-count" not in headers):
+        return headers_json
+    return encode_table({k: v for k, v in headers.items() if k not in BROKER_ADDED_HEADERS})
+
+
 def fingerprint(
     exchange: str, routing_key: str, props_json: str, headers_json: str, body: bytes
 ) -> bytes:
-    """Identity of one publish: what a redelivery repeats exactly (redelivered flag excluded)."""
+    """Identity of one publish: what a redelivery repeats exactly (redelivered flag excluded;
+    `headers_json` without the broker-added headers, `identity_headers_json`)."""
     h = hashlib.blake2b(digest_size=16)
     h.update(wire_bytes(exchange))
     h.update(b"\x00\x01")
@@ -401,7 +419,11 @@ def to_row(delivery: Delivery, max_body_bytes: int, *, interpret: bool = True) -
     message_id = _original(props.get("message_id"))
     row.update(
         fingerprint=fingerprint(
-            delivery.exchange, delivery.routing_key, props_json, headers_json, body
+            delivery.exchange,
+            delivery.routing_key,
+            props_json,
+            identity_headers_json(delivery.headers, headers_json),
+            body,
         ),
         received_at=delivery.received_at,
         exchange=exchange,

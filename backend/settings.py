@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -112,8 +113,9 @@ class Settings:
     )
     max_held_bytes: int = _setting(
         256 * 1024 * 1024,
-        "Most body bytes the recorder holds uncommitted; at the bound it stops consuming until "
-        "a commit frees room (with `--prefetch`, bounds memory during a database outage).",
+        "Most message bytes (body, headers, properties) the recorder holds uncommitted; at the "
+        "bound it stops consuming until a commit frees room (with `--prefetch`, bounds memory "
+        "during a database outage).",
     )
     batch_max_events: int = _setting(1000, "Most events stored in one transaction.")
     batch_max_bytes: int = _setting(8 * 1024 * 1024, "Most body bytes stored in one transaction.")
@@ -135,7 +137,20 @@ class Settings:
 
     @property
     def is_loopback(self) -> bool:
-        return self.host in {"127.0.0.1", "localhost", "::1"} or self.host.startswith("127.")
+        """`--host` is `localhost` or a loopback address (127.0.0.0/8, ::1), parsed as one:
+        a name that merely starts with `127.` (`127.attacker.example`) is not."""
+        host = self.host.strip()
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if host.lower() == "localhost":
+            return True
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return address.is_loopback
 
     @property
     def hosts(self) -> list[str]:
@@ -286,6 +301,14 @@ def validate(settings: Settings) -> None:
             raise ValueError(f"{env_name(name)}: must be at least 1")
     if settings.batch_max_wait_ms < 0 or settings.tap_queue_max_length < 1:
         raise ValueError("EVENTSCOPE_BATCH_MAX_WAIT_MS / TAP_QUEUE_MAX_LENGTH out of range")
+    for entry in settings.trusted_proxies:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"EVENTSCOPE_TRUSTED_PROXIES: {entry[:60]!r} is not an address or a network "
+                "(e.g. 10.0.0.7 or 10.0.0.0/8)"
+            ) from None
     if settings.no_auth and not settings.is_loopback:
         raise ValueError(
             f"--no-auth is refused on {settings.host}: without authentication anyone who can "

@@ -8,12 +8,17 @@ split in halves until the refused row stands alone; the rest commits, and that r
 a reduced form (delivery fields, raw body and raw property bytes, `problem` saying why) so
 nothing is lost. Which kind it is: the error's class first, then whether the database still
 answers a trivial query.
+
+Each part of a batch is written under its own key (`pending_acks.batch`, see
+backend/store/writer.py), kept while that part is retried: a commit that succeeded but whose
+reply was lost (the connection dropped during COMMIT) is found on the retry, not stored twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -29,8 +34,15 @@ log = logging.getLogger(__name__)
 # (disk full), operator intervention (shutdown), system error, transaction rollback (deadlock).
 _TRANSIENT_SQLSTATE_CLASSES = {"08", "53", "57", "58", "40"}
 
-Store = Callable[[Sequence[dict[str, Any]]], Awaitable[BatchResult]]
+# store(rows, batch, retry): write `rows` as the part keyed `batch`; `retry` when an earlier
+# attempt under the same key may have committed.
+Store = Callable[[Sequence[dict[str, Any]], int, bool], Awaitable[BatchResult]]
 Ping = Callable[[], Awaitable[bool]]
+
+
+def new_batch_key() -> int:
+    """A random key for one part of a batch (positive, fits a signed 64-bit column)."""
+    return secrets.randbits(62) + 1
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
@@ -130,15 +142,22 @@ class Committer:
         self.reduced_rows = 0
 
     async def commit(
-        self, rows: Sequence[dict[str, Any]], stop: asyncio.Event
+        self, rows: Sequence[dict[str, Any]], stop: asyncio.Event, store: Store | None = None
     ) -> BatchResult | None:
-        pending: deque[Sequence[dict[str, Any]]] = deque([rows])
+        """`store` overrides the committer's own for this batch (the recorder passes one that
+        knows the batch's session)."""
+        write = store or self.store
+        pending: deque[tuple[Sequence[dict[str, Any]], int]] = deque([(rows, new_batch_key())])
+        tried: set[int] = set()
         stored = skipped = duplicates = 0
+        batches: list[int] = []
         backoff = 0.2
         while pending:
-            part = pending[0]
+            part, key = pending[0]
+            retry = key in tried
+            tried.add(key)
             try:
-                result = await self.store(part)
+                result = await write(part, key, retry)
             except Exception as exc:
                 if stop.is_set():
                     return None
@@ -149,15 +168,18 @@ class Committer:
                 elif len(part) > 1:
                     middle = len(part) // 2
                     pending.popleft()
-                    pending.extendleft((part[middle:], part[:middle]))
+                    pending.extendleft(
+                        ((part[middle:], new_batch_key()), (part[:middle], new_batch_key()))
+                    )
                     continue
                 else:
-                    reduced = await self._store_reduced(part[0], exc)
+                    reduced = await self._store_reduced(write, part[0], exc, key)
                     if reduced is not None:
                         pending.popleft()
                         stored += reduced.stored
                         skipped += reduced.skipped_redeliveries
                         duplicates += reduced.duplicates
+                        batches.extend(reduced.batches)
                         continue
                 if await sleep_unless_stopped(stop, backoff):
                     return None
@@ -167,14 +189,19 @@ class Committer:
             stored += result.stored
             skipped += result.skipped_redeliveries
             duplicates += result.duplicates
+            batches.extend(result.batches)
             backoff = 0.2
         self.on_error(None)
-        return BatchResult(stored, skipped, duplicates)
+        return BatchResult(stored, skipped, duplicates, tuple(batches))
 
-    async def _store_reduced(self, row: dict[str, Any], error: Exception) -> BatchResult | None:
+    async def _store_reduced(
+        self, write: Store, row: dict[str, Any], error: Exception, key: int
+    ) -> BatchResult | None:
         for form in reduced_forms(row, error):
             try:
-                result = await self.store([form])
+                # The same key, as a retry: should an earlier form have committed unseen, it
+                # is found instead of stored again.
+                result = await write([form], key, True)
             except Exception as exc:
                 log.warning("reduced row refused too: %s", exc)
                 continue

@@ -6,12 +6,21 @@ SQLite batches go through one dedicated writer thread (see docs/performance.md).
 
 - nothing is acked before its batch is committed, and an ack with `multiple=True` covers only
   tags below which everything is committed (`AckWatermark`);
-- a database that is down keeps the batch, retried with backoff; the broker stops delivering
-  once `prefetch` deliveries are held, so memory stays bounded and nothing is nacked; a batch
-  the database refuses is split to isolate the row, which is stored reduced (`Committer`);
+- a database that is down keeps the batch, retried with backoff; nothing is nacked. The
+  recorder holds at most `prefetch` deliveries and about `max_held_bytes` bytes: at the byte
+  bound it cancels its consumer and consumes again once a commit frees room (`flow.py`); a
+  batch the database refuses is split to isolate the row, which is stored reduced (`Committer`);
 - no message can stop it: frames pamqp cannot decode are read leniently (`amqp_lenient`);
-- a lost connection drops the uncommitted deliveries of that channel (the broker redelivers
-  them, flagged, and the writer skips what was already stored) and reconnects with backoff.
+- a lost connection drops the uncommitted deliveries of that channel, including a batch still
+  being retried (the broker redelivers them, flagged) and reconnects with backoff.
+
+Tap redeliveries (docs/architecture.md, "The recorder's guarantees"): each channel session is a
+*holder* with a random key and an exclusive queue `eventscope.recorder.<key>` on its
+connection, which the broker deletes when the connection goes. Every batch lists the
+fingerprints it took in `pending_acks`, in its own transaction (backend/store/writer.py); the
+listing is cleared once the broker confirmed the ack (a `basic.qos` round trip after the ack on
+the same channel). A redelivered delivery is skipped only when a listing of a holder that is
+gone (its queue no longer exists) still holds its fingerprint.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,15 +41,30 @@ from eventscope.backend import amqp_lenient
 from eventscope.backend.amqp_session import connect, run_reconnecting
 from eventscope.backend.envelope import Delivery, properties_from_header, to_row
 from eventscope.backend.ingest.acks import AckWatermark
-from eventscope.backend.ingest.committer import CommitFailure, Committer
+from eventscope.backend.ingest.committer import CommitFailure, Committer, new_batch_key
+from eventscope.backend.ingest.flow import HeldBytes, held_size
 from eventscope.backend.ingest.status import RecorderStatus
 from eventscope.backend.ingest.topology import TapSpec, bind_everything, declare_tap_queue
 from eventscope.backend.settings import Settings
 from eventscope.backend.store.eventstore import EventStore
+from eventscope.backend.store.writer import BatchResult, Ledger
 
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL = 2.0
+HOLDER_QUEUE_PREFIX = "eventscope.recorder."
+GONE_RECHECK = 0.1  # seconds between checks of a holder that still looks connected
+GONE_WAIT = 2.0  # a holder connected this long after its delivery came back is alive
+PENDING_TTL = dt.timedelta(hours=24)  # listings older than this are dropped, see _expiry
+EXPIRE_GRACE = 600.0  # ... by a session that has been committing for this long
+EXPIRE_EVERY = 600.0
+TIDY_RETRY = 5.0  # seconds before an idle clean-up that failed is tried again
+HEADER_ALLOWANCE = 128 * 1024  # properties and headers of one delivery, at most (frame size)
+
+
+def holder_queue(holder: int) -> str:
+    """The exclusive queue that exists exactly as long as holder `holder`'s connection."""
+    return f"{HOLDER_QUEUE_PREFIX}{holder:016x}"
 
 
 @dataclass
@@ -48,11 +72,26 @@ class _Session:
     """One channel's consumption: its tags are meaningless on any other channel."""
 
     channel: Any  # aiormq channel
+    connection: aio_pika.abc.AbstractConnection
+    holder: int
+    queue: str
     watermark: AckWatermark = field(default_factory=AckWatermark)
     rows: list[dict[str, Any]] = field(default_factory=list)
     tags: list[int] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
     body_bytes: int = 0
     first_at: float = 0.0
+    gone: asyncio.Event = field(default_factory=asyncio.Event)  # dropped or stopping
+    steer: asyncio.Event = field(default_factory=asyncio.Event)  # consumption may need a change
+    consumer_tag: str | None = None  # None while no consumer runs (paused at the bound)
+    window: int = 0  # prefetch count of the current (or last) consumer
+    received: int = 0  # deliveries the current consumer brought
+    consumers: int = 0  # consumers started on this channel
+    window_hint: int = 1  # the delivery size that window was sized for
+    qos: int = 1  # the channel's prefetch setting (re-sent to confirm acks)
+    settings_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # qos + consume together
+    unconfirmed: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)
+    first_commit_at: float | None = None
 
 
 class Recorder:
@@ -71,14 +110,20 @@ class Recorder:
         self.on_commit = on_commit
         self.connection_name = connection_name
         amqp_lenient.install()  # before the first frame is read: no message may stop us
-        self.status = RecorderStatus()
+        self.status = RecorderStatus(held_bound=settings.max_held_bytes)
         self._session: _Session | None = None
         self._batch_ready = asyncio.Event()
         self._max_events = settings.batch_max_events
         self._max_bytes = settings.batch_max_bytes
         self._max_body = settings.max_body_bytes
         self._window = settings.batch_max_wait_ms / 1000
-        self._committer = Committer(store.write, store.ping, self._on_commit_error)
+        self._committer = Committer(self._write_unlisted, store.ping, self._on_commit_error)
+        self._held = HeldBytes(
+            settings.max_held_bytes, settings.prefetch, settings.max_body_bytes + HEADER_ALLOWANCE
+        )
+        self._confirmed: list[int] = []  # batches whose ack the broker confirmed: to clear
+        self._tidy_after = 0.0
+        self._expired_at = time.monotonic()
 
     # -- hot path -------------------------------------------------------------------------
 
@@ -116,22 +161,42 @@ class Recorder:
             self.status.note_error(f"message on {row['routing_key']!r}: {row['problem']}")
         if not session.rows:
             session.first_at = time.monotonic()
+        size = held_size(row)
         session.rows.append(row)
         session.tags.append(deliver.delivery_tag)
+        session.sizes.append(size)
         session.body_bytes += len(body)
+        held = self._held
+        held.add(size)
         self.status.holding += 1
+        self.status.held_bytes = held.held
+        if session.consumer_tag is not None:
+            session.received += 1
+            if (
+                held.held >= held.bound
+                or session.received == session.window
+                or (size > 2 * session.window_hint and session.window > 1)
+            ):
+                session.steer.set()  # at the bound, window used up, or larger than sized for
         if len(session.rows) >= self._max_events or session.body_bytes >= self._max_bytes:
             self._batch_ready.set()
 
     # -- writer ---------------------------------------------------------------------------
 
-    def _take_batch(self, session: _Session) -> tuple[list[dict[str, Any]], list[int]]:
+    def _take_batch(self, session: _Session) -> tuple[list[dict[str, Any]], list[int], int]:
         n = min(len(session.rows), self._max_events)
-        rows, tags = session.rows[:n], session.tags[:n]
-        del session.rows[:n], session.tags[:n]
+        rows, tags, size = session.rows[:n], session.tags[:n], sum(session.sizes[:n])
+        del session.rows[:n], session.tags[:n], session.sizes[:n]
         session.body_bytes = sum(r["body_size"] for r in session.rows) if session.rows else 0
         session.first_at = time.monotonic()
-        return rows, tags
+        return rows, tags, size
+
+    def _release(self, count: int, size: int) -> None:
+        self.status.holding = max(0, self.status.holding - count)
+        self._held.release(size)
+        self.status.held_bytes = self._held.held
+        if self._session is not None:
+            self._session.steer.set()  # room freed: consumption may resume or widen
 
     async def _writer(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -139,6 +204,7 @@ class Recorder:
             if session is None or not session.rows:
                 if not self.status.tap_depth:
                     self.status.note_idle()
+                await self._tidy(session)
                 self._batch_ready.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._batch_ready.wait(), timeout=self._window or 0.05)
@@ -150,17 +216,130 @@ class Recorder:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._batch_ready.wait(), timeout=wait)
                 continue
-            rows, tags = self._take_batch(session)
+            rows, tags, size = self._take_batch(session)
             reduced_before = self._committer.reduced_rows
-            result = await self._committer.commit(rows, stop)
+            try:
+                result = await self._commit(session, rows)
+            finally:
+                self._release(len(rows), size)
             if result is None:
-                return
+                if stop.is_set():
+                    return
+                continue  # the session was lost: the broker redelivers these, flagged
             self.status.reduced += self._committer.reduced_rows - reduced_before
-            self.status.holding = max(0, self.status.holding - len(rows))
             self.status.record_commit(result.stored, result.skipped_redeliveries, result.duplicates)
             if result.stored:
                 self.on_commit()
+            if session.first_commit_at is None:
+                session.first_commit_at = time.monotonic()
+            if result.batches:
+                session.unconfirmed.append((max(tags), result.batches))
             await self._ack(session, tags)
+
+    async def _commit(self, session: _Session, rows: list[dict[str, Any]]) -> BatchResult | None:
+        """Commit one batch of `session` (None when the session is lost or stopping first)."""
+        clear = tuple(self._confirmed)
+        expire = self._expiry(session)
+
+        async def write(part: Sequence[dict[str, Any]], key: int, retry: bool) -> BatchResult:
+            try:
+                released = await self._released(session, part)
+            except Exception as exc:  # retried (never split): nothing was written
+                raise ConnectionError(f"could not look up pending batches: {exc}") from exc
+            if session.gone.is_set():  # a check cut short: the broker redelivers these anyway
+                raise ConnectionError("the broker session ended")
+            ledger = Ledger(session.holder, key, released, clear, retry, expire)
+            return await self.store.write(part, ledger)
+
+        result = await self._committer.commit(rows, session.gone, write)
+        if result is not None:
+            self._cleared(clear, expire)
+        return result
+
+    async def _write_unlisted(
+        self, rows: Sequence[dict[str, Any]], key: int, retry: bool
+    ) -> BatchResult:
+        """The committer's default store, never used by the recorder itself (every batch is
+        written through `_commit`): rows without a pending listing."""
+        return await self.store.write(rows)
+
+    def _cleared(self, clear: tuple[int, ...], expire: dt.datetime | None) -> None:
+        if clear:
+            done = set(clear)
+            self._confirmed = [b for b in self._confirmed if b not in done]
+        if expire is not None:
+            self._expired_at = time.monotonic()
+
+    def _expiry(self, session: _Session | None) -> dt.datetime | None:
+        """Listings older than `PENDING_TTL` are dropped, by a session that has been committing
+        for `EXPIRE_GRACE` (the redeliveries a gone holder left come first in the queue, so by
+        then they have been delivered to someone), at most every `EXPIRE_EVERY`."""
+        now = time.monotonic()
+        if (
+            session is None
+            or session.first_commit_at is None
+            or now - session.first_commit_at < EXPIRE_GRACE
+            or now - self._expired_at < EXPIRE_EVERY
+        ):
+            return None
+        return dt.datetime.now(dt.UTC) - PENDING_TTL
+
+    async def _tidy(self, session: _Session | None) -> None:
+        """While idle: clear the listings of batches whose ack was confirmed (a crash now would
+        otherwise leave them to absorb a later genuine duplicate), and expire old ones."""
+        expire = self._expiry(session)
+        if (not self._confirmed and expire is None) or time.monotonic() < self._tidy_after:
+            return
+        clear = tuple(self._confirmed)
+        try:
+            await self.store.clear_pending(clear, expire)
+        except Exception as exc:  # the database is down: the next batch or idle turn retries
+            log.info("could not clear confirmed batches yet: %s", exc)
+            self._tidy_after = time.monotonic() + TIDY_RETRY
+            return
+        self._cleared(clear, expire)
+
+    async def _released(self, session: _Session, rows: Sequence[dict[str, Any]]) -> frozenset[int]:
+        """The holders that are gone among those whose pending listings hold a fingerprint of a
+        redelivered row (only those listings may absorb a redelivery)."""
+        redelivered = {row["fingerprint"] for row in rows if row["redelivered"]}
+        if not redelivered:
+            return frozenset()
+        holders = await self.store.pending_holders(redelivered, session.holder)
+        if not holders:
+            return frozenset()
+        return await self._gone(session, holders)
+
+    async def _gone(self, session: _Session, holders: Collection[int]) -> frozenset[int]:
+        """Which `holders` the broker says are gone. A holder whose queue still exists is
+        rechecked for a moment: the broker may requeue a closed channel's deliveries just
+        before it deletes its connection's exclusive queues."""
+        gone: set[int] = set()
+        deadline = time.monotonic() + GONE_WAIT
+        while True:
+            for holder in set(holders) - gone:
+                if await self._holder_gone(session, holder):
+                    gone.add(holder)
+            if len(gone) == len(holders) or time.monotonic() > deadline or session.gone.is_set():
+                return frozenset(gone)
+            await asyncio.sleep(GONE_RECHECK)
+
+    @staticmethod
+    async def _holder_gone(session: _Session, holder: int) -> bool:
+        """True when the broker says holder `holder`'s queue does not exist; raises when the
+        broker cannot be asked (the batch is retried, or dropped with its session)."""
+        channel = await session.connection.channel(publisher_confirms=False)
+        try:
+            await channel.declare_queue(holder_queue(holder), passive=True)
+            return False
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return True
+        except Exception:  # locked: another connection's exclusive queue, its holder is alive
+            return False
+        finally:
+            if not channel.is_closed:
+                with contextlib.suppress(Exception):
+                    await channel.close()
 
     def _on_commit_error(self, failure: CommitFailure | None) -> None:
         if failure is None:
@@ -176,8 +355,71 @@ class Recorder:
             return
         try:
             await session.channel.basic_ack(mark, multiple=True)
-        except Exception as exc:  # channel gone: the broker redelivers, the writer skips
-            log.info("ack up to %s not sent (%s); those deliveries will be redelivered", mark, exc)
+            # A round trip on the same channel: once it returns, the broker has processed the
+            # ack (frames on a channel are handled in order), so those batches need no listing.
+            # It repeats the channel's prefetch setting, never between a change and a consume.
+            async with session.settings_lock:
+                await session.channel.basic_qos(prefetch_count=session.qos)
+        except Exception as exc:  # channel gone: the broker redelivers, the listings absorb
+            log.info("ack up to %s not confirmed (%s); those deliveries may come back", mark, exc)
+            return
+        confirmed = [key for tag, keys in session.unconfirmed if tag <= mark for key in keys]
+        session.unconfirmed = [(tag, keys) for tag, keys in session.unconfirmed if tag > mark]
+        self._confirmed.extend(confirmed)
+
+    # -- consumption ----------------------------------------------------------------------
+
+    async def _steer(self, session: _Session) -> None:
+        """Keep one consumer whose window fits the room under the byte bound: cancel it at the
+        bound (or when deliveries grew much larger than it was sized for), start one when there
+        is room again, or a wider one when the room grew. Runs until the session ends."""
+        while not session.gone.is_set():
+            await session.steer.wait()
+            session.steer.clear()
+            held = self._held
+            room = held.window()
+            self.status.paused = room == 0  # at the bound: nothing more until a commit
+            if session.consumer_tag is not None:
+                # Deliveries grew: is the window now wide enough to pass the bound?
+                grown = held.hint > 2 * session.window_hint
+                too_wide = grown and session.window > 1 and session.window * held.hint > held.bound
+                wider = not held.full and room >= 2 * session.window
+                if not (held.full or too_wide or wider):
+                    if grown:
+                        session.window_hint = held.hint  # still fits: stop re-checking
+                    continue
+                log.debug(
+                    "new consumer window: held %s of %s bytes, window %s (%s-byte deliveries)",
+                    held.held,
+                    held.bound,
+                    session.window,
+                    held.hint,
+                )
+                tag, session.consumer_tag = session.consumer_tag, None  # paused from now on
+                await session.channel.basic_cancel(tag)
+                # Deliveries the broker sent before its CancelOk are being handed to
+                # _on_message: let them land before sizing the next window.
+                await asyncio.sleep(0)
+            await self._consume(session)
+
+    async def _consume(self, session: _Session) -> None:
+        """Start a consumer sized to the room left, or stay paused when there is none."""
+        window = self._held.window()
+        if window < 1:
+            self.status.paused = True
+            return
+        async with session.settings_lock:
+            if window != session.qos:
+                session.qos = window
+                await session.channel.basic_qos(prefetch_count=window)
+            session.window, session.window_hint, session.received = window, self._held.hint, 0
+            session.consumers += 1
+            # Named before the call: deliveries can reach _on_message before it returns.
+            tag = session.consumer_tag = f"eventscope-{session.holder:016x}-{session.consumers}"
+            await session.channel.basic_consume(
+                session.queue, self._on_message, no_ack=False, consumer_tag=tag
+            )
+        self.status.paused = False
 
     # -- connection -----------------------------------------------------------------------
 
@@ -200,18 +442,27 @@ class Recorder:
             )
         finally:
             stop.set()
+            self._drop_session()
             self._batch_ready.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
 
     def _drop_session(self) -> None:
-        if self._session is not None:
-            self.status.holding = max(0, self.status.holding - len(self._session.rows))
-        self._session = None
+        session, self._session = self._session, None
+        if session is None:
+            return
+        session.gone.set()
+        session.steer.set()
+        self._release(len(session.rows), sum(session.sizes))
+        session.rows.clear()
+        session.tags.clear()
+        session.sizes.clear()
+        self.status.paused = False
 
     async def _consume_until_lost(self, stop: asyncio.Event) -> None:
         settings = self.settings
         connection = await connect(settings.amqp_url, self.connection_name)
+        steering: asyncio.Task[None] | None = None
         try:
             channel = await connection.channel(publisher_confirms=False)
             queue, mismatch = await declare_tap_queue(
@@ -222,48 +473,81 @@ class Recorder:
             self.status.exchanges = await bind_everything(
                 connection, channel, queue, settings.exchanges
             )
+            holder = new_batch_key()
+            await self._declare_holder(channel, holder)
             raw = await channel.get_underlay_channel()
-            await raw.basic_qos(prefetch_count=settings.prefetch)
-            self._session = _Session(channel=raw)
-            await raw.basic_consume(settings.tap_queue, self._on_message, no_ack=False)
+            session = _Session(
+                channel=raw, connection=connection, holder=holder, queue=settings.tap_queue
+            )
+            session.qos = max(1, self._held.window())
+            await raw.basic_qos(prefetch_count=session.qos)
+            self._session = session
+            await self._consume(session)
+            steering = asyncio.create_task(self._steer(session), name="eventscope-steering")
             self.status.broker_connected = True
             self.status.broker_error = None
             log.info("recording %s into %s", ", ".join(settings.exchanges), settings.tap_queue)
-            await self._watch(connection, raw, stop)
+            await self._watch(connection, session, steering, stop)
         finally:
             self._drop_session()
+            if steering is not None:
+                steering.cancel()
+                with contextlib.suppress(BaseException):
+                    await steering
             with contextlib.suppress(Exception):
                 await connection.close()
 
+    @staticmethod
+    async def _declare_holder(channel: aio_pika.abc.AbstractChannel, holder: int) -> None:
+        """The exclusive queue that tells other recorders this session is alive."""
+        try:
+            await channel.declare_queue(holder_queue(holder), exclusive=True, durable=False)
+        except aiormq.exceptions.ChannelClosed as exc:
+            log.warning(
+                "could not declare %s (%s): other recorders sharing this database will take "
+                "this one for gone",
+                holder_queue(holder),
+                exc,
+            )
+            await channel.reopen()
+
     async def _watch(
-        self, connection: aio_pika.abc.AbstractConnection, raw: Any, stop: asyncio.Event
+        self,
+        connection: aio_pika.abc.AbstractConnection,
+        session: _Session,
+        steering: asyncio.Task[None],
+        stop: asyncio.Event,
     ) -> None:
         """Poll the tap queue's depth until the channel closes or `stop` is set."""
+        raw = session.channel
         status_channel = await connection.channel(publisher_confirms=False)
         stop_wait = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
                 done, _ = await asyncio.wait(
-                    [stop_wait, raw.closing],
+                    [stop_wait, raw.closing, steering],
                     timeout=STATUS_INTERVAL,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
+                if steering in done:
+                    steering.result()  # raises what stopped it (the channel failed)
+                    raise ConnectionError("consumption stopped")
                 if raw.closing in done or raw.is_closed:
                     raise ConnectionError("channel closed by the broker or the network")
                 if stop.is_set():
                     return
-                await self._poll_depth(status_channel)
+                await self._poll_depth(status_channel, session)
         finally:
             stop_wait.cancel()
 
-    async def _poll_depth(self, channel: aio_pika.abc.AbstractChannel) -> None:
+    async def _poll_depth(self, channel: aio_pika.abc.AbstractChannel, session: _Session) -> None:
         declared = await channel.declare_queue(self.settings.tap_queue, passive=True)
         result = declared.declaration_result
         depth = int(result.message_count or 0)
         self.status.tap_depth = depth
         if depth >= self.settings.tap_queue_max_length:
             self.status.tap_bound_hit_at = time.time()
-        if int(result.consumer_count or 0) == 0:
+        if int(result.consumer_count or 0) == 0 and session.consumer_tag is not None:
             raise ConnectionError("the broker cancelled our consumer")
 
 

@@ -38,6 +38,9 @@ class RecorderStatus:
     reduced: int = 0  # rows the database refused whole, stored reduced
     undecodable: int = 0  # messages whose properties nothing could decode (raw bytes kept)
     holding: int = 0  # deliveries received but not yet committed
+    held_bytes: int = 0  # their bytes (bodies as kept, headers, properties)
+    held_bound: int = 0  # max_held_bytes: at this many the recorder stops taking deliveries
+    paused: bool = False  # at the byte bound: takes no delivery until a commit frees room
     last_error: str | None = None
     last_error_at: float | None = None  # epoch seconds
     last_stored_at: float | None = None  # epoch seconds of the last commit that stored rows

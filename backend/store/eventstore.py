@@ -9,7 +9,8 @@ and retention add theirs the same way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -19,7 +20,7 @@ from eventscope.backend.store.audit import AuditLog
 from eventscope.backend.store.engine import create_engine
 from eventscope.backend.store.events import EventQueries
 from eventscope.backend.store.sqlite_writer import SqliteBatchWriter, sqlite_path
-from eventscope.backend.store.writer import BatchResult, PostgresBatchWriter
+from eventscope.backend.store.writer import BatchResult, Ledger, PostgresBatchWriter
 
 
 class EventStore:
@@ -42,12 +43,33 @@ class EventStore:
         """Where the events are, without credentials (for logs and the status bar)."""
         return self.url if self.is_sqlite else self.url.rsplit("@", 1)[-1]
 
-    async def write(self, rows: Sequence[dict[str, Any]]) -> BatchResult:
+    async def write(
+        self, rows: Sequence[dict[str, Any]], ledger: Ledger | None = None
+    ) -> BatchResult:
         """Store one batch in one transaction (the only way rows enter `events`); raises on
-        database errors, which the caller retries or splits (backend/ingest/committer.py)."""
+        database errors, which the caller retries or splits (backend/ingest/committer.py).
+
+        The recorder passes a `Ledger` (backend/store/writer.py): the batch then lists what it
+        took in `pending_acks`, and redeliveries listed by sessions that are gone are skipped.
+        Without one (tests, imports) every row is a new observation."""
+        return await self._batch_writer().store(rows, ledger)
+
+    async def pending_holders(self, fingerprints: Collection[bytes], exclude: int) -> set[int]:
+        """The recorder sessions (other than `exclude`) whose batches, committed but not known
+        to be acked, list any of `fingerprints`."""
+        return await self._batch_writer().pending_holders(fingerprints, exclude)
+
+    async def clear_pending(
+        self, batches: Sequence[int], expire_before: dt.datetime | None = None
+    ) -> None:
+        """Forget the listings of `batches` (their ack was confirmed), and any listing older
+        than `expire_before`."""
+        await self._batch_writer().clear_pending(batches, expire_before)
+
+    def _batch_writer(self) -> SqliteBatchWriter | PostgresBatchWriter:
         if self._writer is None:
             self._writer = self._make_writer()
-        return await self._writer.store(rows)
+        return self._writer
 
     def _make_writer(self) -> SqliteBatchWriter | PostgresBatchWriter:
         if self.is_sqlite:

@@ -3,8 +3,9 @@
 One row per observation of a publish. `id` is the internal row id; `commit_seq` + `id` is the
 cursor every page, the API and the live feed order by (backend/store/paging.py).
 `fingerprint` + `observation` make storage idempotent: a tap-queue redelivery of a stored
-publish is skipped, a second publish of the same bytes becomes observation 2 and is shown as a
-duplicate. Changes go through alembic (backend/migrations).
+publish is skipped (told apart through `pending_acks`, below), a second publish of the same bytes
+becomes observation 2 and is shown as a duplicate. Changes go through alembic
+(backend/migrations).
 
 Ids taken from bus data (event type, correlation, aggregate, message id) can be of any
 length: their text columns hold a display form (capped, NUL made visible) and are not indexed;
@@ -103,6 +104,25 @@ SUMMARY_COLUMNS = (
     events.c.body_size,
     events.c.body_truncated,
     events.c.problem,
+)
+
+# One row per committed batch whose ack the broker has not confirmed yet: the fingerprints of
+# every tap-queue delivery the batch took (stored or recognised as a redelivery), written in the
+# batch's own transaction. A delivery flagged `redelivered` is a tap redelivery only when a batch
+# of a recorder that is gone (`holder`: its session, see backend/ingest/recorder.py) still lists
+# its fingerprint; each listed fingerprint absorbs one redelivery and passes to the batch that
+# absorbed it. Rows go once the broker confirmed the batch's ack, or when they are old.
+pending_acks = Table(
+    "pending_acks",
+    metadata,
+    Column("batch", BigInteger, primary_key=True, autoincrement=False),  # random per batch
+    Column("holder", BigInteger, nullable=False),  # the recorder session that holds the deliveries
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("fingerprints", LargeBinary, nullable=False),  # 16 bytes per delivery, concatenated
+    Column("stored", Integer, nullable=False),  # the batch's result, for a retried commit
+    Column("skipped", Integer, nullable=False),
+    Column("duplicates", Integer, nullable=False),
+    Index("ix_pending_acks_holder", "holder"),
 )
 
 audit_log = Table(

@@ -5,9 +5,10 @@ that must win the GIL back from the busy event loop, once per row; the recorder 
 most of its time in that hand-over. Here a whole batch (look up known fingerprints, insert,
 commit) is one call into one thread, rows go in as multi-row INSERTs (one GIL hand-over per
 chunk, not per row), and the loop only awaits the result. Same rules as the Postgres writer
-(backend/store/writer.py); the values stored are the ones SQLAlchemy would store (UTC text
-timestamps, 0/1 booleans). The batch's `commit_seq` is taken inside the write transaction,
-which SQLite makes exclusive: sequence order is commit order.
+(backend/store/writer.py), including the `pending_acks` listing written in the batch's own
+transaction; the values stored are the ones SQLAlchemy would store (UTC text timestamps, 0/1
+booleans). The batch's `commit_seq` is taken inside the write transaction, which SQLite makes
+exclusive: sequence order is commit order (and no other writer can absorb the same listing).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,13 +25,28 @@ from sqlalchemy.engine import make_url
 
 from eventscope.backend.store.engine import SQLITE_PRAGMAS
 from eventscope.backend.store.models import events
-from eventscope.backend.store.writer import COLUMNS, BatchResult, assign_observations
+from eventscope.backend.store.writer import (
+    COLUMNS,
+    BatchResult,
+    Ledger,
+    assign_observations,
+    holders_listing,
+    listing_of,
+    pending_counts,
+    take_absorbed,
+)
 
 ROWS_PER_STATEMENT = 100  # ~32 columns x 100 rows stays far below SQLite's variable limit
 _ONE_ROW = "(" + ",".join("?" * (len(COLUMNS) + 1)) + ")"
 _INSERT = f"INSERT INTO events ({','.join(COLUMNS)},commit_seq) VALUES "  # noqa: S608 - fixed names
 _NEXT_SEQ = "SELECT coalesce(max(commit_seq), 0) + 1 FROM events"
 _LOOKUP_CHUNK = 500
+_RETRIED = "SELECT stored, skipped, duplicates FROM pending_acks WHERE batch = ?"
+_RELIST = "UPDATE pending_acks SET fingerprints = ? WHERE batch = ?"
+_LIST = (
+    "INSERT INTO pending_acks (batch, holder, created_at, fingerprints, stored, skipped, "
+    "duplicates) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def _sql_value(value: Any) -> Any:
@@ -78,11 +94,26 @@ class SqliteBatchWriter:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="eventscope-sqlite")
         self._conn: sqlite3.Connection | None = None
 
-    async def store(self, rows: Sequence[dict[str, Any]]) -> BatchResult:
+    async def store(
+        self, rows: Sequence[dict[str, Any]], ledger: Ledger | None = None
+    ) -> BatchResult:
         if not rows:
             return BatchResult(0, 0, 0)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._store, rows)
+        return await loop.run_in_executor(self._executor, self._store, rows, ledger)
+
+    async def pending_holders(self, fingerprints: Collection[bytes], exclude: int) -> set[int]:
+        """Sessions other than `exclude` whose pending listings contain any of `fingerprints`."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, self._pending_holders, fingerprints, exclude
+        )
+
+    async def clear_pending(
+        self, batches: Sequence[int], expire_before: dt.datetime | None = None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._clear_pending, batches, expire_before)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
@@ -102,29 +133,113 @@ class SqliteBatchWriter:
             self._conn.close()
             self._conn = None
 
-    def _store(self, rows: Sequence[dict[str, Any]]) -> BatchResult:
+    def _begin(self) -> sqlite3.Connection:
         try:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error:
             self._close()  # a broken connection is replaced on the next try
             raise
+        return conn
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
         try:
-            known = self._known(conn, list({row["fingerprint"] for row in rows}))
-            keep, skipped, duplicates = assign_observations(rows, known)
-            seq = conn.execute(_NEXT_SEQ).fetchone()[0]
-            for start in range(0, len(keep), ROWS_PER_STATEMENT):
-                chunk = keep[start : start + ROWS_PER_STATEMENT]
-                params = [value for row in chunk for value in _row_values(row, seq)]
-                conn.execute(_INSERT + ",".join([_ONE_ROW] * len(chunk)), params)
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            self._close()
+
+    def _store(self, rows: Sequence[dict[str, Any]], ledger: Ledger | None) -> BatchResult:
+        conn = self._begin()
+        try:
+            result = self._write(conn, rows, ledger)
             conn.execute("COMMIT")
         except BaseException:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                self._close()
+            self._rollback(conn)
             raise
-        return BatchResult(len(keep), skipped, duplicates)
+        return result
+
+    def _write(
+        self, conn: sqlite3.Connection, rows: Sequence[dict[str, Any]], ledger: Ledger | None
+    ) -> BatchResult:
+        if ledger is not None:
+            self._clear(conn, ledger.clear, None)
+            if ledger.retry:
+                found = conn.execute(_RETRIED, (ledger.batch,)).fetchone()
+                if found is not None:  # the earlier attempt committed after all
+                    stored, skipped, duplicates = found
+                    return BatchResult(stored, skipped, duplicates, (ledger.batch,))
+        listings: list[tuple[int, bytes]] = []
+        if ledger is not None and ledger.released and any(r["redelivered"] for r in rows):
+            listings = self._released(conn, ledger.released)
+        known = self._known(conn, list({row["fingerprint"] for row in rows}))
+        decided = assign_observations(rows, known, pending_counts(listings))
+        seq = conn.execute(_NEXT_SEQ).fetchone()[0]
+        keep = decided.keep
+        for start in range(0, len(keep), ROWS_PER_STATEMENT):
+            chunk = keep[start : start + ROWS_PER_STATEMENT]
+            params = [value for row in chunk for value in _row_values(row, seq)]
+            conn.execute(_INSERT + ",".join([_ONE_ROW] * len(chunk)), params)
+        if ledger is None:
+            return BatchResult(len(keep), decided.skipped, decided.duplicates)
+        for batch, blob in take_absorbed(listings, decided.absorbed).items():
+            if blob:
+                conn.execute(
+                    "UPDATE pending_acks SET fingerprints = ? WHERE batch = ?", (blob, batch)
+                )
+            else:
+                conn.execute("DELETE FROM pending_acks WHERE batch = ?", (batch,))
+        self._clear(conn, (), ledger.expire_before)
+        conn.execute(
+            _LIST,
+            (
+                ledger.batch,
+                ledger.holder,
+                _sql_value(dt.datetime.now(dt.UTC)),
+                listing_of(rows),
+                len(keep),
+                decided.skipped,
+                decided.duplicates,
+            ),
+        )
+        return BatchResult(len(keep), decided.skipped, decided.duplicates, (ledger.batch,))
+
+    @staticmethod
+    def _released(conn: sqlite3.Connection, holders: frozenset[int]) -> list[tuple[int, bytes]]:
+        marks = ",".join("?" * len(holders))
+        query = (
+            "SELECT batch, fingerprints FROM pending_acks "  # noqa: S608 - only '?' marks
+            f"WHERE holder IN ({marks}) ORDER BY batch"
+        )
+        return [(int(b), bytes(f)) for b, f in conn.execute(query, list(holders))]
+
+    @staticmethod
+    def _clear(
+        conn: sqlite3.Connection, batches: Sequence[int], expire_before: dt.datetime | None
+    ) -> None:
+        for start in range(0, len(batches), _LOOKUP_CHUNK):
+            chunk = list(batches[start : start + _LOOKUP_CHUNK])
+            marks = ",".join("?" * len(chunk))
+            conn.execute(f"DELETE FROM pending_acks WHERE batch IN ({marks})", chunk)  # noqa: S608
+        if expire_before is not None:
+            conn.execute(
+                "DELETE FROM pending_acks WHERE created_at < ?", (_sql_value(expire_before),)
+            )
+
+    def _pending_holders(self, fingerprints: Collection[bytes], exclude: int) -> set[int]:
+        conn = self._connection()
+        found = conn.execute(
+            "SELECT holder, fingerprints FROM pending_acks WHERE holder <> ?", (exclude,)
+        ).fetchall()
+        return holders_listing(((int(h), bytes(b)) for h, b in found), fingerprints)
+
+    def _clear_pending(self, batches: Sequence[int], expire_before: dt.datetime | None) -> None:
+        conn = self._begin()
+        try:
+            self._clear(conn, batches, expire_before)
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
 
     @staticmethod
     def _known(conn: sqlite3.Connection, fingerprints: list[bytes]) -> dict[bytes, int]:

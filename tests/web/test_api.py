@@ -13,6 +13,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from eventscope.backend.envelope import to_row
+from eventscope.backend.store.eventstore import EventStore
+from eventscope.backend.store.writer import Ledger
 from tests.conftest import eventually
 from tests.web.conftest import TOKEN, delivery
 
@@ -238,11 +241,32 @@ async def test_openapi_schema_needs_authentication(anon: Client) -> None:
     assert (await anon.get("/schema/openapi.json")).status_code == 401
 
 
-async def test_redelivered_event_is_stored_once(client: Client, put: Callable[..., Any]) -> None:
-    await put(delivery("once", b'{"id": "e1"}'))
-    assert await put(delivery("once", b'{"id": "e1"}', redelivered=True)) == []
+async def test_redelivered_event_is_stored_once(client: Client, web_db: str) -> None:
+    """A tap redelivery of a batch its (now gone) recorder session listed is skipped; the
+    recorder-level cases are in tests/integration/test_dedup.py."""
+    store = EventStore(web_db)
+    try:
+        await store.write([to_row(delivery("once", b'{"id": "e1"}'), 1024)], Ledger(7, 1))
+        again = [to_row(delivery("once", b'{"id": "e1"}', redelivered=True), 1024)]
+        result = await store.write(again, Ledger(8, 2, released=frozenset({7})))
+    finally:
+        await store.close()
+    assert (result.stored, result.skipped_redeliveries) == (0, 1)
     items = (await client.get("/api/events")).json()["items"]
     assert [(item["routing_key"], item["observation"]) for item in items] == [("once", 1)]
+
+
+async def test_a_redelivered_flag_alone_is_a_new_observation(
+    client: Client, put: Callable[..., Any]
+) -> None:
+    """No listing says the recorder took it before: the broker's flag is only a hint."""
+    await put(delivery("twice", b'{"id": "e1"}'))
+    await put(delivery("twice", b'{"id": "e1"}', redelivered=True))
+    items = (await client.get("/api/events")).json()["items"]
+    assert [(item["routing_key"], item["observation"]) for item in items] == [
+        ("twice", 2),
+        ("twice", 1),
+    ]
 
 
 async def test_second_publish_of_the_same_bytes_is_a_duplicate(
