@@ -30,7 +30,7 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from eventscope.backend.settings import Settings
-from eventscope.backend.users import User, load_users, verify
+from eventscope.backend.users import PasswordChecks, User, load_users
 
 SESSION_COOKIE = "eventscope_session"
 CSRF_HEADER = "x-csrf-token"
@@ -73,6 +73,7 @@ class Authenticator:
     generated: bool = False
     read_only: bool = False
     sessions: dict[str, Session] = field(default_factory=dict)
+    password_checks: PasswordChecks = field(default_factory=PasswordChecks)
 
     @classmethod
     def from_settings(
@@ -109,8 +110,11 @@ class Authenticator:
                 found = self._principal(f"viewer token {number}", "viewer")
         return found
 
-    def check_password(self, name: str, password: str) -> Principal | None:
-        user = verify(self.users, name, password) if self.users else None
+    async def check_password(self, name: str, password: str) -> Principal | None:
+        """argon2 in a worker thread, a few at a time (never on the event loop)."""
+        if not self.users:
+            return None
+        user = await self.password_checks.verify(self.users, name, password)
         return self._principal(user.name, user.role) if user else None
 
     def open_session(self, principal: Principal) -> str:
@@ -215,22 +219,13 @@ class AuthMiddleware(ASGIMiddleware):
         web = scope["litestar_app"].state.web  # the app's WebContext (web/context.py)
         auth: Authenticator = web.auth
         connection: ASGIConnection = ASGIConnection(scope, receive=receive, send=send)  # type: ignore[type-arg]
-        peer = scope.get("client")
-        client = peer[0] if peer else "?"
         bearer = connection.headers.get("authorization", "").lower().startswith("bearer ")
-        if bearer and web.login_failures.blocked(client):
-            await _deny(send, 429, "too many failed attempts; wait a minute")
-            return
-        principal, session = self._identify(auth, connection)
+        principal, session = self._identify(auth, connection)  # the credential first, always
         if principal is None and bearer:
-            web.login_failures.hit(client)
-            await web.store.audit.record(
-                actor="bearer token",
-                action="login",
-                result="failed",
-                client=client,
-                details={"via": "bearer", "path": scope["path"]},
-            )
+            details = {"via": "bearer", "path": scope["path"]}
+            if await web.attempts.refused(scope, "bearer token", details) and is_http:
+                await _deny(send, 429, "too many failed attempts; wait a minute")
+                return
         if principal is None:
             if not is_http:
                 await send({"type": "websocket.close", "code": 4401, "reason": "log in first"})

@@ -115,6 +115,7 @@ def cmd_serve(settings: Settings) -> None:
     import uvicorn
 
     from eventscope.backend.runtime import Runtime, with_demo_exchanges
+    from eventscope.web.access_log import log_config
     from eventscope.web.app import create_app
     from eventscope.web.auth import authenticator_for
 
@@ -142,6 +143,7 @@ def cmd_serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=log_config(settings.redact_fields),  # no login token in the access log
         ws="websockets-sansio",
         proxy_headers=False,
         server_header=False,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import Environment
@@ -17,6 +17,8 @@ from eventscope.backend.settings import Settings
 from eventscope.backend.store.eventstore import EventStore
 from eventscope.web.auth import Authenticator, Principal
 from eventscope.web.live import LiveHub
+from eventscope.web.login_attempts import LoginAttempts
+from eventscope.web.login_audit import LoginAudit
 from eventscope.web.ratelimit import SlidingWindow
 
 
@@ -28,6 +30,11 @@ class WebContext:
     hub: LiveHub
     redactor: Redactor
     login_failures: SlidingWindow
+    attempts: LoginAttempts = field(init=False)  # login outcomes: counted, audited
+
+    def __post_init__(self) -> None:
+        audit = LoginAudit(self.runtime.store.audit.record)
+        self.attempts = LoginAttempts(self.login_failures, audit, self.settings.trusted_proxies)
 
     @property
     def settings(self) -> Settings:
@@ -41,6 +48,10 @@ class WebContext:
         """Viewers see secrets masked; operators see what was stored."""
         return None if principal.is_operator else self.redactor
 
+    def _error_text(self, message: str | None) -> str | None:
+        """An error message as everyone may see it: secrets and card numbers masked."""
+        return self.redactor.text(message) if message else message
+
     async def status(self) -> dict[str, Any]:
         """The numbers behind the status bar and /api/status."""
         recorder = self.runtime.recorder
@@ -48,16 +59,21 @@ class WebContext:
         settings = self.settings
         bound_hit = rec.tap_bound_hit_at if rec else None
         health = rec.health() if rec else None
+        text = self._error_text  # errors can quote bus data (a routing key, a refused value)
         return {
             "health": health.state if health else "unknown",
-            "health_reason": health.reason if health else "recorder not running in this process",
-            "last_error": rec.last_error if rec else None,
+            "health_reason": text(health.reason)
+            if health
+            else "recorder not running in this process",
+            "last_error": text(rec.last_error) if rec else None,
             "last_error_at": _iso(rec.last_error_at) if rec else None,
             "last_stored_at": _iso(rec.last_stored_at) if rec else None,
             "broker_connected": bool(rec and rec.broker_connected),
-            "broker_error": rec.broker_error if rec else "recorder not running in this process",
+            "broker_error": text(rec.broker_error)
+            if rec
+            else "recorder not running in this process",
             "database_reachable": await self.store.ping(),
-            "database_error": rec.database_error if rec else None,
+            "database_error": text(rec.database_error) if rec else None,
             "database": self.store.dialect,
             "exchanges": dict(rec.exchanges) if rec else {},
             "tap_queue": settings.tap_queue,
@@ -70,6 +86,11 @@ class WebContext:
             "events_recorded": self.hub.total,
             "ingest_rate": round(rec.rate(), 1) if rec else 0.0,
             "holding_uncommitted": rec.holding if rec else 0,
+            "held": {  # bytes held uncommitted; at the bound the recorder takes nothing more
+                "bytes": rec.held_bytes if rec else 0,
+                "bound": rec.held_bound if rec else settings.max_held_bytes,
+                "paused": bool(rec and rec.paused),
+            },
             "duplicates_seen": rec.duplicates if rec else 0,
             "redeliveries_skipped": rec.skipped_redeliveries if rec else 0,
             "stored_reduced": rec.reduced if rec else 0,

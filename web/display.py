@@ -1,7 +1,10 @@
 """Pure helpers that turn stored values into safe, unambiguous display data.
 
 Only `bus_text` produces markup, from escaped parts: invisible or direction-changing characters
-become separate segments, rendered as visible badges.
+become separate segments, rendered as visible badges. The work and the markup stay in proportion
+to the text: past `MAX_BADGES` badges in one value the remaining invisible characters are shown
+as U+FFFD, after a badge saying how many (a body of control characters made 70 bytes of HTML,
+and a Python loop turn, per character).
 """
 
 from __future__ import annotations
@@ -13,15 +16,17 @@ from typing import Any
 from markupsafe import Markup, escape
 
 # C0/C1 controls, soft hyphen, zero-width and bidi controls, word joiners, BOM, line separators.
-_INVISIBLE = re.compile(
+_INVISIBLE_CLASS = (
     "[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb"
     "\u034f\u115f\u1160\u3164\uffa0\U000e0000-\U000e007f]"
 )
-_INVISIBLE_KEEP_LAYOUT = re.compile(
+_INVISIBLE_KEEP_LAYOUT_CLASS = (  # tab and newline stay layout in bodies
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb"
     "\u034f\u115f\u1160\u3164\uffa0\U000e0000-\U000e007f]"
 )
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_INVISIBLE = re.compile(_INVISIBLE_CLASS)
+_INVISIBLE_KEEP_LAYOUT = re.compile(_INVISIBLE_KEEP_LAYOUT_CLASS)
+MAX_BADGES = 1000  # per value
 
 Segment = tuple[str, bool]  # (text, is_special)
 
@@ -37,13 +42,18 @@ def segments(value: Any, keep_layout: bool = False) -> list[Segment]:
     text = str(value)
     if text.isascii() and text.isprintable():  # the common case: nothing to make visible
         return [(text, False)] if text else []
-    text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    text = safe_text(text)
     pattern = _INVISIBLE_KEEP_LAYOUT if keep_layout else _INVISIBLE
     out: list[Segment] = []
     pos = 0
-    for match in pattern.finditer(text):
+    for badges, match in enumerate(pattern.finditer(text)):
         if match.start() > pos:
             out.append((text[pos : match.start()], False))
+        if badges == MAX_BADGES:  # enough badges: the rest plainly, marked
+            rest, hidden = pattern.subn("\ufffd", text[match.start() :])
+            out.append((f"{hidden:,} more invisible characters, shown as U+FFFD", True))
+            out.append((rest, False))
+            return out
         out.append((_code(match.group()), True))
         pos = match.end()
     if pos < len(text):
@@ -73,8 +83,13 @@ def visible(value: Any) -> str:
 
 
 def safe_text(value: str) -> str:
-    """Text that encodes to UTF-8 (lone surrogates escaped), for bodies shown as text."""
-    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+    """Text that encodes to UTF-8 (lone surrogates escaped as `\\udXXX`), for bodies shown as
+    text."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 def human_size(n: int | None) -> str:

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -724,35 +725,42 @@ async def test_failed_logins_are_rate_limited_per_client(anon: Client, web_db: s
     assert limited.status_code == 429
     assert "Too many failed attempts" in limited.text
 
-    # within the window even the right token is refused, by form and by link
-    assert await attempt(TOKEN) == 429
-    link = await anon.get("/login", params={"token": TOKEN}, follow_redirects=False)
+    # within the window wrong credentials stay refused, by form and by link
+    assert await attempt("guess-5") == 429
+    link = await anon.get("/login", params={"token": "guess-6"}, follow_redirects=False)
     assert link.status_code == 429
     assert "eventscope_session" not in anon.cookies
     assert (await anon.get("/api/events")).status_code == 401
-    # a blocked client cannot switch to guessing Bearer tokens either, right or wrong
-    assert (await anon.get("/api/events", headers=bearer(TOKEN))).status_code == 429
+    # a blocked client cannot switch to guessing Bearer tokens either
+    assert (await anon.get("/api/events", headers=bearer("guess-7"))).status_code == 429
+    # ... and the right credential still gets in: nobody can lock anyone out
+    # (more in tests/web/test_login_lockout.py)
+    assert await attempt(TOKEN) == 303
 
-    results = [(e["actor"], e["result"]) for e in await stored_audit(web_db)]
+    entries = await stored_audit(web_db)
+    results = [(e["actor"], e["result"]) for e in entries]
     assert results == [
-        ("token link", "rate-limited"),
-        ("token form", "rate-limited"),
-        ("token form", "rate-limited"),
-        ("token form", "failed"),
-        ("token form", "failed"),
-        ("token form", "failed"),
+        ("operator token", "ok"),
+        ("anonymous", "failed"),  # the rest of the flood, summarised before the login
+        ("token form", "failed"),  # the first failure, written at once
     ]
+    assert entries[1]["reason"] == "6 more failed attempts from testclient"
+    assert json.loads(entries[1]["details"])["rate-limited"] == 4
 
 
 @pytest.mark.parametrize("settings_overrides", [{"login_attempts_per_minute": 3}], indirect=True)
-async def test_wrong_bearer_tokens_are_audited_and_rate_limited(anon: Client, web_db: str) -> None:
+async def test_wrong_bearer_tokens_are_audited_and_rate_limited(
+    anon: Client, app: Litestar, web_db: str
+) -> None:
     codes = [
         (await anon.get("/api/events", headers=bearer(f"guess-{n}"))).status_code for n in range(4)
     ]
     assert codes == [401, 401, 401, 429]
-    assert (await anon.get("/api/events", headers=bearer(TOKEN))).status_code == 429
-    failed = [e for e in await stored_audit(web_db) if e["result"] == "failed"]
-    assert [e["actor"] for e in failed] == ["bearer token"] * 3
+    assert (await anon.get("/api/events", headers=bearer(TOKEN))).status_code == 200
+    app.state.web.attempts.audit.clock = lambda: time.monotonic() + 61  # the window closed
+    failed = [e for e in await audit_items(anon) if e["result"] != "ok"]
+    assert [e["actor"] for e in failed] == ["anonymous", "bearer token"]
+    assert failed[0]["reason"] == "3 more failed attempts from testclient"
     assert all("guess" not in (e["details"] or "") for e in failed)
 
 
@@ -833,6 +841,9 @@ async def test_login_and_logout_are_audited_newest_first(client: Client) -> None
 
 
 async def test_audit_api_pages_with_before(anon: Client) -> None:
+    response = await anon.get("/login", params={"token": TOKEN}, follow_redirects=False)
+    assert response.status_code == 303
+    anon.cookies.clear()
     for n in range(3):
         response = await anon.get("/login", params={"token": f"wrong-{n}"})
         assert response.status_code == 401
@@ -840,8 +851,10 @@ async def test_audit_api_pages_with_before(anon: Client) -> None:
     assert response.status_code == 303
 
     everything = await audit_items(anon)
-    assert [e["result"] for e in everything] == ["ok", "failed", "failed", "failed"]
+    # viewer login, the summary of the failures after the first, the first failure, operator
+    assert [e["result"] for e in everything] == ["ok", "failed", "failed", "ok"]
     assert everything[0]["actor"] == "viewer token 1"
+    assert everything[1]["reason"] == "2 more failed attempts from testclient"
 
     first = (await anon.get("/api/audit", params={"limit": 2})).json()  # the viewer's session
     assert [e["id"] for e in first["items"]] == [e["id"] for e in everything[:2]]
@@ -890,7 +903,19 @@ async def test_the_500_answer_under_api_is_json(client: Client, settings: Settin
 # --- 13. --no-auth refused off loopback ------------------------------------------------------
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", ""])  # noqa: S104
+@pytest.mark.parametrize(
+    "host",
+    [
+        "0.0.0.0",  # noqa: S104
+        "::",
+        "192.168.1.10",
+        "",
+        "127.attacker.example",  # a name, not an address: it resolves wherever its owner likes
+        "127.0.0.1.nip.io",
+        "localhost.attacker.example",
+        "::ffff:192.168.1.10",
+    ],
+)
 def test_no_auth_off_loopback_is_refused(host: str) -> None:
     with pytest.raises(ValueError, match=r"--no-auth is refused"):
         load_settings({}, {"no_auth": True, "host": host})
@@ -901,8 +926,9 @@ def test_no_auth_from_the_environment_off_loopback_is_refused() -> None:
         load_settings({"EVENTSCOPE_NO_AUTH": "true", "EVENTSCOPE_HOST": "0.0.0.0"})  # noqa: S104
 
 
-def test_no_auth_on_loopback_is_allowed() -> None:
-    assert load_settings({}, {"no_auth": True, "host": "127.0.0.1"}).no_auth is True
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost", "::ffff:127.0.0.1"])
+def test_no_auth_on_loopback_is_allowed(host: str) -> None:
+    assert load_settings({}, {"no_auth": True, "host": host}).no_auth is True
 
 
 def test_the_cli_refuses_no_auth_on_all_interfaces(tmp_path: Path) -> None:

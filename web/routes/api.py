@@ -14,7 +14,7 @@ from eventscope.backend.store.eventstore import EventStore
 from eventscope.backend.store.paging import clamp_limit
 from eventscope.web.context import WebContext
 from eventscope.web.dependencies import Position, event_or_404
-from eventscope.web.event_view import detail, summary
+from eventscope.web.event_view import detail, off_loop, summary
 
 
 class EventsApi(Controller):
@@ -45,7 +45,7 @@ class EventsApi(Controller):
         mask: NamedDependency[Redactor | None],
         event_id: FromPath[int],
     ) -> dict[str, Any]:
-        return detail(await event_or_404(store, event_id), mask)
+        return await off_loop(detail, await event_or_404(store, event_id), mask)
 
     @get("/status", summary="Recorder and store health with counters")
     async def status(self, web: NamedDependency[WebContext]) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""The audit log, as a page and as JSON: logins, failed logins, and every operator action."""
+"""The audit log, as a page and as JSON: logins, failed logins, and every operator action.
+
+The name typed into a failed login is often a password pasted in the wrong field: it is shown
+to operators only (viewers see the entry, not the name). Summaries of failure floods that have
+closed are written before the log is read (web/login_audit.py)."""
 
 from __future__ import annotations
 
@@ -9,41 +13,54 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from litestar.response import Template
 
-from eventscope.backend.settings import Settings
-from eventscope.backend.store.eventstore import EventStore
 from eventscope.backend.store.paging import MAX_ROW_ID, clamp_limit
+from eventscope.web.auth import Principal
+from eventscope.web.context import WebContext
 from eventscope.web.display import iso
 
 Cursor = Annotated[int | None, QueryParameter(ge=1, le=MAX_ROW_ID, description="Entry id cursor")]
 Limit = Annotated[int | None, QueryParameter(ge=1, le=1000)]
 
 
-def _entry(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "at": iso(row["at"])}
+def shown_to(principal: Principal, row: dict[str, Any]) -> dict[str, Any]:
+    """An entry as `principal` may see it: the actor of a failed attempt only for operators."""
+    if principal.is_operator or row["result"] == "ok":
+        return {**row, "actor_hidden": False}
+    return {**row, "actor": None, "actor_hidden": True}
 
 
 def _next(rows: list[dict[str, Any]], size: int) -> int | None:
     return rows[-1]["id"] if len(rows) == size else None
 
 
+async def _entries(
+    web: WebContext, principal: Principal, size: int, before: int | None
+) -> list[dict[str, Any]]:
+    await web.attempts.audit.flush()
+    return [shown_to(principal, row) for row in await web.store.audit.entries(size, before)]
+
+
 @get("/api/audit", tags=["audit"], summary="Audit entries, newest first (keyset paged)")
 async def audit_api(
-    store: NamedDependency[EventStore],
-    settings: NamedDependency[Settings],
+    web: NamedDependency[WebContext],
+    principal: NamedDependency[Principal],
     limit: Limit = None,
     before: Cursor = None,
 ) -> dict[str, Any]:
-    size = clamp_limit(limit, settings.page_size)
-    rows = await store.audit.entries(size, before)
-    return {"items": [_entry(row) for row in rows], "next_before": _next(rows, size)}
+    size = clamp_limit(limit, web.settings.page_size)
+    rows = await _entries(web, principal, size, before)
+    return {
+        "items": [{**row, "at": iso(row["at"])} for row in rows],
+        "next_before": _next(rows, size),
+    }
 
 
 @get("/audit", include_in_schema=False)
 async def audit_page(
-    store: NamedDependency[EventStore], settings: NamedDependency[Settings], before: Cursor = None
+    web: NamedDependency[WebContext], principal: NamedDependency[Principal], before: Cursor = None
 ) -> Template:
-    size = settings.page_size
-    rows = await store.audit.entries(size, before)
+    size = web.settings.page_size
+    rows = await _entries(web, principal, size, before)
     return Template(
         "audit.html",
         context={"entries": rows, "before": before, "next_before": _next(rows, size)},

@@ -1,11 +1,12 @@
-"""Login and logout. The token link becomes a session cookie, then a clean URL; every attempt,
-good or bad, is audited, and failures are rate-limited per client address."""
+"""Login and logout. The token link becomes a session cookie, then a clean URL. The credential
+is checked first: a valid one always gets in; wrong ones are counted per client and answered
+429 past the limit (web/login_attempts.py). Every attempt is audited, floods summarised."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Request, Response, get, post
+from litestar import Response, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
@@ -17,6 +18,8 @@ from eventscope.web.context import WebContext
 from eventscope.web.request import AnyRequest
 
 INVALID = "Those credentials are not valid."
+TOO_MANY = "Too many failed attempts. Wait a minute and try again."
+MAX_NAME = 200
 
 
 def _cookie(value: str, secure: bool, max_age: int = SESSION_TTL) -> Cookie:
@@ -31,10 +34,6 @@ def _cookie(value: str, secure: bool, max_age: int = SESSION_TTL) -> Cookie:
     )
 
 
-def client_of(request: Request) -> str:  # type: ignore[type-arg]
-    return request.client.host if request.client else "?"
-
-
 def _secure(web: WebContext, request: AnyRequest) -> bool:
     return web.settings.secure_cookies or request.url.scheme == "https"
 
@@ -46,14 +45,7 @@ async def _signed_in(
     target: str | None,
     how: str,
 ) -> Redirect:
-    await web.store.audit.record(
-        actor=principal.name,
-        role=principal.role,
-        action="login",
-        result="ok",
-        client=client_of(request),
-        details={"via": how},
-    )
+    await web.attempts.succeeded(request.scope, principal.name, principal.role, {"via": how})
     session_id = web.auth.open_session(principal)
     return Redirect(
         safe_next(target),
@@ -62,32 +54,18 @@ async def _signed_in(
     )
 
 
-async def _failed(
+async def _refused(
     web: WebContext, request: AnyRequest, who: str, target: str | None, how: str
 ) -> Template:
-    client = client_of(request)
-    web.login_failures.hit(client)
-    await web.store.audit.record(
-        actor=who,
-        action="login",
-        result="failed",
-        client=client,
-        details={"via": how},
-    )
+    """A wrong credential: 401, or 429 once this client has failed too often."""
+    if await web.attempts.refused(request.scope, who, {"via": how}):
+        return _page(web, TOO_MANY, target, 429)
     return _page(web, INVALID, target, 401)
 
 
 def _page(web: WebContext, error: str | None, target: str | None, status: int = 200) -> Template:
     context = {"error": error, "next": target, "passwords": bool(web.auth.users)}
     return Template("login.html", context=context, status_code=status)
-
-
-async def _limited(web: WebContext, request: AnyRequest, who: str) -> Template | None:
-    client = client_of(request)
-    if not web.login_failures.blocked(client):
-        return None
-    await web.store.audit.record(actor=who, action="login", result="rate-limited", client=client)
-    return _page(web, "Too many failed attempts. Wait a minute and try again.", None, 429)
 
 
 @get("/login", include_in_schema=False)
@@ -102,11 +80,9 @@ async def login_page(
         return Redirect(safe_next(next_path), status_code=303)
     if token is None:
         return _page(web, None, next_path)
-    if (limited := await _limited(web, request, "token link")) is not None:
-        return limited
     principal = web.auth.check_token(token)
     if principal is None:
-        return await _failed(web, request, "token link", next_path, "link")
+        return await _refused(web, request, "token link", next_path, "link")
     return await _signed_in(web, request, principal, next_path, "link")
 
 
@@ -117,17 +93,14 @@ async def login_submit(
     data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template | Redirect:
     """A token, or a name and password from the users file."""
-    name = (data.get("username") or "").strip()[:200]
+    name = (data.get("username") or "").strip()[:MAX_NAME]
     secret = data.get("password") or data.get("token") or ""
-    who = name or "token form"
-    if (limited := await _limited(web, request, who)) is not None:
-        return limited
     if name and web.auth.users:
-        principal = web.auth.check_password(name, secret)
+        principal = await web.auth.check_password(name, secret)
     else:
         principal = web.auth.check_token(secret)
     if principal is None:
-        return await _failed(web, request, who, data.get("next"), "form")
+        return await _refused(web, request, name or "token form", data.get("next"), "form")
     return await _signed_in(web, request, principal, data.get("next"), "form")
 
 
@@ -141,7 +114,7 @@ async def logout(request: AnyRequest, web: NamedDependency[WebContext]) -> Respo
             role=session.principal.role,
             action="logout",
             result="ok",
-            client=client_of(request),
+            client=web.attempts.client(request.scope),
         )
     expired = [_cookie("", _secure(web, request), max_age=0)]
     if request.headers.get("hx-request"):  # htmx follows a 303 itself: tell it to navigate

@@ -13,7 +13,7 @@ from eventscope.backend.store.eventstore import EventStore
 from eventscope.web.auth import operator_only
 from eventscope.web.context import WebContext
 from eventscope.web.dependencies import Position, event_or_404
-from eventscope.web.event_view import masked_row, page_context
+from eventscope.web.event_view import masked_row, off_loop, page_context
 
 
 class Pages(Controller):
@@ -51,7 +51,7 @@ class Pages(Controller):
         event_id: FromPath[int],
     ) -> Template:
         row = await event_or_404(store, event_id)
-        context = page_context(row, mask)
+        context = await off_loop(page_context, row, mask)
         related = await store.events.related(row)
         context["related"] = {
             kind: [masked_row(other, mask) for other in others] for kind, others in related.items()
