@@ -13,6 +13,8 @@ the content header) so that:
   store anywhere) that keeps the wire bytes in `.raw`;
 - a timestamp becomes `AmqpTimestamp` (a datetime, as pamqp gives, with the wire integer in
   `.raw`), or `OutOfRangeTimestamp` (the wire integer) when no datetime can hold it;
+- a table or array nested deeper than `MAX_DEPTH` (RabbitMQ accepts any depth; pamqp would
+  recurse until Python's stack ends) is kept undecoded as `TooDeep` (its wire bytes);
 - a content header whose properties still cannot be decoded gets empty properties and
   `undecodable` set to the reason; the raw property bytes of every content header are kept in
   `raw_properties`, so nothing is lost and a replay can send them back unchanged.
@@ -27,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import struct
+import threading
 from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
@@ -58,6 +61,32 @@ class AmqpTimestamp(dt.datetime):
 
 class OutOfRangeTimestamp(int):
     """An AMQP timestamp no datetime can hold (e.g. 2^63-1, or nanoseconds): the wire integer."""
+
+
+class TooDeep(bytes):
+    """A table or array nested deeper than `MAX_DEPTH`: its type tag and wire bytes, undecoded."""
+
+
+MAX_DEPTH = 64
+_depth = threading.local()
+
+
+def _nested(tag: bytes, value: bytes, decode_one: Callable[[bytes], tuple[int, Any]]) -> Any:
+    """Decode one nested table or array, or keep it raw once `MAX_DEPTH` is reached."""
+    level = getattr(_depth, "level", 0)
+    if level >= MAX_DEPTH:
+        try:
+            length = common.Struct.integer.unpack(value[0:4])[0]
+        except struct.error as err:
+            raise ValueError("Could not unpack data") from err
+        if 4 + length > len(value):
+            raise ValueError("Nested value length exceeds available data")
+        return 4 + length, TooDeep(tag + bytes(value[: 4 + length]))
+    _depth.level = level + 1
+    try:
+        return decode_one(value)
+    finally:
+        _depth.level = level
 
 
 def wire_bytes(text: str) -> bytes:
@@ -98,6 +127,32 @@ def timestamp(value: bytes) -> tuple[int, dt.datetime | int]:
         return 8, OutOfRangeTimestamp(raw)
     stamp.raw = raw
     return 8, stamp
+
+
+def nested_table(value: bytes) -> tuple[int, Any]:
+    """A table inside a table or array: depth-bounded."""
+    return _nested(b"F", value, field_table)  # type: ignore[no-any-return]
+
+
+def nested_array(value: bytes) -> tuple[int, Any]:
+    """An array inside a table or array: depth-bounded (pamqp's own reader recurses)."""
+    return _nested(b"A", value, _field_array)  # type: ignore[no-any-return]
+
+
+def _field_array(value: bytes) -> tuple[int, list[Any]]:
+    try:
+        length = common.Struct.integer.unpack(value[0:4])[0]
+    except struct.error as err:
+        raise ValueError("Could not unpack data") from err
+    offset, end = 4, 4 + length
+    if end > len(value):
+        raise ValueError("Field array length exceeds available data")
+    data = []
+    while offset < end:
+        consumed, result = decode.embedded_value(value[offset:])
+        offset += consumed
+        data.append(result)
+    return offset, data
 
 
 def field_table(value: bytes) -> tuple[int, dict[str, Any]]:
@@ -164,7 +219,8 @@ def install() -> None:
     decode.METHODS["timestamp"] = timestamp
     decode.METHODS["table"] = field_table
     decode.TABLE_MAPPING[b"T"] = timestamp
-    decode.TABLE_MAPPING[b"F"] = field_table
+    decode.TABLE_MAPPING[b"F"] = nested_table
+    decode.TABLE_MAPPING[b"A"] = nested_array
     header.ContentHeader.unmarshal = _content_header_unmarshal  # type: ignore[method-assign]
 
 

@@ -1,15 +1,23 @@
-"""Lossless, typed encoding of AMQP field values (headers, properties) as JSON-safe data.
+"""Typed encoding of decoded AMQP field values (headers, properties) as JSON-safe data.
 
-pamqp decodes a header table into Python values; each value is tagged with its type here so
-that decoding gives back exactly what pamqp produced, and a replay can republish it unchanged.
-The result is ASCII JSON (`ensure_ascii`), so NUL bytes and lone surrogates survive Postgres.
+pamqp (with `amqp_lenient`) decodes a header table into Python values; each value is tagged
+with its type here, so `decode_table(encode_table(t)) == t`: the decoded values are kept
+exactly. The result is ASCII JSON (`ensure_ascii`), so NUL bytes and lone surrogates survive
+Postgres. This is what pages, the API, search and the fingerprint read.
 
 Tags: s str, b bytes (text that was not UTF-8), x bytearray (AMQP byte array), i int,
 f float, d decimal, t bool, T timestamp (ISO, UTC), Ti timestamp no datetime can hold (the wire
-integer), F table, A array, V void.
+integer), F table, A array, V void, R a table or array nested too deep to decode (its tag and
+wire bytes, base64).
 
-The values are lossless; their wire widths are not (an int64 5 and an int8 5 are both `i`):
-the recorder keeps each message's raw property bytes for that (backend.amqp_wire).
+Not lossless for the wire: an int8 5 and an int64 5 are both `i`, a 32-bit float and a double
+both `f`; `T` is the instant (pamqp reads a value above 2^32-1 as milliseconds; which unit was
+sent is gone); `t` is true or false whatever octet was sent; pamqp reads `L` (uint64) as signed
+(2^64-1 becomes -1); a name that occurs twice keeps its last value; a name that is not UTF-8
+becomes escaped text; and pamqp, encoding values, picks its own widths and sorts the names.
+So this JSON is never what a replay sends: the wire bytes are in each row's `raw_properties`
+(the content header's property bytes as received), and `backend.amqp_wire` reads, re-encodes
+and extends those byte for byte.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from eventscope.backend.amqp_lenient import OutOfRangeTimestamp, UndecodedText
+from eventscope.backend.amqp_lenient import OutOfRangeTimestamp, TooDeep, UndecodedText
 
 Tagged = list[Any]  # [tag, value]
 
@@ -35,6 +43,8 @@ def encode_value(value: Any) -> Tagged:
         return ["i", value]
     if isinstance(value, UndecodedText):
         return ["b", base64.b64encode(value.raw).decode("ascii")]
+    if isinstance(value, TooDeep):
+        return ["R", base64.b64encode(value).decode("ascii")]
     if isinstance(value, OutOfRangeTimestamp):
         return ["Ti", int(value)]
     if isinstance(value, bool):
@@ -81,6 +91,8 @@ def decode_value(tagged: Tagged) -> Any:
         return dt.datetime.fromisoformat(value)
     if tag == "Ti":
         return OutOfRangeTimestamp(value)
+    if tag == "R":
+        return TooDeep(base64.b64decode(value))
     if tag == "F":
         return {k: decode_value(v) for k, v in value.items()}
     if tag == "A":
@@ -129,6 +141,7 @@ TYPE_NAMES = {
     "b": "bytes (not UTF-8)",
     "T": "timestamp",
     "Ti": "timestamp (out of range)",
+    "R": "nested too deep (raw)",
     "F": "table",
     "A": "array",
     "V": "void",

@@ -2,7 +2,8 @@
 
 aiormq marshals properties and short strings through pamqp, which encodes only valid values.
 `RawProperties` sends the given property bytes as they are; `WireText` is a routing key whose
-UTF-8 encoding is the given bytes. Both go through a real aiormq channel to the real broker.
+wire bytes are the given bytes (both live in backend.amqp_wire: replay sends with them). Both
+go through a real aiormq channel to the real broker.
 """
 
 from __future__ import annotations
@@ -11,34 +12,16 @@ import struct
 from typing import Any
 
 import aiormq
-from pamqp.commands import Basic
+import aiormq.exceptions
 
-from eventscope.backend.amqp_wire import join_properties, long_string, short_string, table
-
-
-class RawProperties(Basic.Properties):
-    """Basic.Properties that marshal to exactly `raw`."""
-
-    def __init__(self, raw: bytes) -> None:
-        super().__init__()
-        self.raw = raw
-
-    def marshal(self) -> bytes:
-        return self.raw
-
-
-class WireText(str):
-    """A str that pamqp encodes as the given bytes (for a routing key that is not UTF-8)."""
-
-    raw: bytes
-
-    def __new__(cls, raw: bytes) -> WireText:
-        text = super().__new__(cls, raw.decode("latin-1"))
-        text.raw = raw
-        return text
-
-    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-        return self.raw
+from eventscope.backend.amqp_wire import (
+    RawProperties,
+    WireText,
+    join_properties,
+    long_string,
+    short_string,
+    table,
+)
 
 
 def timestamp(raw: int) -> bytes:
@@ -48,6 +31,10 @@ def timestamp(raw: int) -> bytes:
 def properties(**chunks: bytes) -> bytes:
     """Property bytes from already-encoded chunks, e.g. message_id=short_string(b"\\xff")."""
     return join_properties(chunks)
+
+
+def _key(routing_key: str | bytes) -> str:
+    return WireText(routing_key) if isinstance(routing_key, bytes) else routing_key
 
 
 async def publish_raw(
@@ -61,16 +48,66 @@ async def publish_raw(
     connection = await aiormq.connect(url)
     try:
         channel = await connection.channel(publisher_confirms=True)
-        key = WireText(routing_key) if isinstance(routing_key, bytes) else routing_key
         return await channel.basic_publish(
-            body, exchange=exchange, routing_key=key, properties=RawProperties(raw_properties)
+            body,
+            exchange=exchange,
+            routing_key=_key(routing_key),
+            properties=RawProperties(raw_properties),
         )
     finally:
         await connection.close()
 
 
+# What the broker answers to a publish it refuses: 406 PRECONDITION_FAILED closes the channel
+# (a delivery mode other than 1 or 2, an expiration that is not a non-negative integer, a
+# user_id other than the connection's user), 541 INTERNAL_ERROR closes the connection (a header
+# table it cannot parse: an unknown tag, a NaN or infinite float or double, bad lengths).
+REFUSALS = (aiormq.exceptions.ChannelClosed, aiormq.exceptions.ConnectionClosed)
+
+
+class RawPublisher:
+    """Many raw publishes with confirms over one connection; a refused publish is reported
+    (False) and the connection or channel reopened, so one refusal costs one message."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.connection: aiormq.abc.AbstractConnection | None = None
+        self.channel: aiormq.abc.AbstractChannel | None = None
+
+    async def _channel(self) -> aiormq.abc.AbstractChannel:
+        if self.connection is None or self.connection.is_closed:
+            self.connection = await aiormq.connect(self.url)
+            self.channel = None
+        if self.channel is None or self.channel.is_closed:
+            self.channel = await self.connection.channel(publisher_confirms=True)
+        return self.channel
+
+    async def publish(
+        self, exchange: str, routing_key: str | bytes, body: bytes, raw_properties: bytes
+    ) -> bool:
+        """True when the broker confirmed the publish, False when it refused it."""
+        channel = await self._channel()
+        try:
+            confirmation = await channel.basic_publish(
+                body,
+                exchange=exchange,
+                routing_key=_key(routing_key),
+                properties=RawProperties(raw_properties),
+            )
+        except REFUSALS:
+            self.channel = None
+            return False
+        return isinstance(confirmation, aiormq.spec.Basic.Ack)
+
+    async def close(self) -> None:
+        if self.connection is not None and not self.connection.is_closed:
+            await self.connection.close()
+
+
 __all__ = [
+    "REFUSALS",
     "RawProperties",
+    "RawPublisher",
     "WireText",
     "long_string",
     "properties",

@@ -58,7 +58,8 @@ def test_hooks_are_installed_process_wide_and_idempotently() -> None:
     assert amqp_lenient.installed()
     assert decode.METHODS["shortstr"] is amqp_lenient.short_str
     assert decode.TABLE_MAPPING[b"T"] is amqp_lenient.timestamp
-    assert decode.TABLE_MAPPING[b"F"] is amqp_lenient.field_table
+    assert decode.TABLE_MAPPING[b"F"] is amqp_lenient.nested_table
+    assert decode.TABLE_MAPPING[b"A"] is amqp_lenient.nested_array
 
 
 def test_text_that_is_not_utf8_keeps_its_bytes() -> None:
@@ -151,3 +152,32 @@ def test_no_short_string_bytes_raise_anything_but_value_error(raw: bytes) -> Non
         decode.by_type(raw, "table")
     except ValueError:
         pass
+
+
+def _deep(depth: int) -> bytes:
+    value = b"S" + long_string(b"leaf")
+    for level in range(depth):
+        if level % 2:
+            value = b"F" + table([(b"n", value)])
+        else:
+            value = b"A" + len(value).to_bytes(4, "big") + value
+    return value
+
+
+@pytest.mark.parametrize("depth", [10, 64, 65, 600, 5000])
+def test_any_nesting_depth_decodes_without_recursion_error(depth: int) -> None:
+    raw = properties(message_id=short_string(b"m-1"), headers=table([(b"deep", _deep(depth))]))
+    header = _content_header(raw)
+    assert header.undecodable is None  # type: ignore[attr-defined]
+    assert header.properties.message_id == "m-1"
+    value: object = header.properties.headers["deep"]
+    levels = 0
+    while isinstance(value, dict | list):
+        value = value["n"] if isinstance(value, dict) else value[0]
+        levels += 1
+    if depth <= amqp_lenient.MAX_DEPTH:
+        assert value == "leaf" and levels == depth
+    else:
+        assert isinstance(value, amqp_lenient.TooDeep), "kept raw below the bound"
+        assert levels == amqp_lenient.MAX_DEPTH
+        assert value[:1] in (b"F", b"A")
