@@ -13,6 +13,8 @@ is documented in docs/architecture.md.
                   header `x-causation-id`/`causation-id`/`causation_id`/`causationId`
 - aggregate:      body `aggregateType`/`aggregateId` (or the same in `metadata`);
                   version: body `version` or `aggregateVersion` when it is an integer
+- source:         body `metadata.source`, body `source`, AMQP `app_id`
+- trace_id:       the trace id of a W3C `traceparent` header
 - occurred_at:    body `timestamp`/`occurredAt`/`occurred_at`, `metadata.timestamp`,
                   AMQP `timestamp`
 
@@ -59,6 +61,20 @@ _HEADER_EVENT_ID = ("x-event-id", "event-id", "event_id", "eventId")
 _HEADER_EVENT_TYPE = ("x-event-type", "event-type", "event_type", "eventType")
 _HEADER_CORRELATION = ("x-correlation-id", "correlation-id", "correlation_id", "correlationId")
 _HEADER_CAUSATION = ("x-causation-id", "causation-id", "causation_id", "causationId")
+_HEADER_TRACEPARENT = ("traceparent", "Traceparent", "TRACEPARENT")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def trace_id(traceparent: Any) -> str | None:
+    """The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`), else None."""
+    if isinstance(traceparent, bytes | bytearray):
+        traceparent = bytes(traceparent).decode("ascii", "replace")
+    if not isinstance(traceparent, str):
+        return None
+    found = _TRACEPARENT.match(traceparent.strip().lower())
+    if found is None or found.group(1) == "0" * 32:
+        return None
+    return found.group(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +313,7 @@ def extract(
     text, keys, and `occurred_at_unparsed` (the value) when a time was there but unusable."""
     found = extract_originals(body_json, props, headers)
     event_type, correlation = found["event_type"], found["correlation_id"]
-    causation = found["causation_id"]
+    causation, source, trace = found["causation_id"], found["source"], found["trace_id"]
     kind, ident = found["aggregate_type"], found["aggregate_id"]
     when = found["occurred_at"]
     occurred = parse_time(when)
@@ -311,6 +327,10 @@ def extract(
         "event_type_key": id_key(event_type),
         "correlation_key": id_key(correlation),
         "aggregate_key": aggregate_key(kind, ident),
+        "source": id_text(source),
+        "source_key": id_key(source),
+        "trace_id": trace,
+        "trace_key": id_key(trace),
         "aggregate_version": found["aggregate_version"],
         "occurred_at": occurred,
         "occurred_at_unparsed": when if when is not None and occurred is None else None,
@@ -370,6 +390,8 @@ def extract_originals(
         "aggregate_type": _first(doc.get("aggregateType"), meta.get("aggregateType")),
         "aggregate_id": aggregate_id,
         "aggregate_version": version,
+        "source": _first(meta.get("source"), doc.get("source"), props.get("app_id")),
+        "trace_id": trace_id(_from_headers(headers, _HEADER_TRACEPARENT)),
         "occurred_at": _present(
             doc.get("timestamp"),
             doc.get("occurredAt"),
@@ -389,6 +411,10 @@ EMPTY_FIELDS = dict.fromkeys(
         "event_type_key",
         "correlation_key",
         "aggregate_key",
+        "source",
+        "source_key",
+        "trace_id",
+        "trace_key",
     )
 )
 

@@ -1,9 +1,9 @@
 """One runtime: builds everything that runs in the background from settings, in one place.
 
 `eventscope serve` (with the web layer on top), `eventscope ingest` and the benchmarks all use
-it: the store, the change feed, the recorder, the demo publisher — and, as they land, the
-dead-letter consumer, the replay worker and retention. A new background task is added here
-once. `create_app` (web/app.py) only adds HTTP.
+it: the store, the change feed, the search indexer, the recorder, the demo publisher — and, as
+they land, the dead-letter consumer, the replay worker and retention. A new background task is
+added here once. `create_app` (web/app.py) only adds HTTP.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Any
 
 from eventscope.backend.changefeed import ChangeFeed
 from eventscope.backend.ingest.recorder import Recorder
+from eventscope.backend.redaction import Redactor
+from eventscope.backend.search_index import SearchIndexer
 from eventscope.backend.settings import Settings
 from eventscope.backend.store.eventstore import EventStore
 from eventscope.backend.store.migrate import upgrade_async
@@ -54,9 +56,10 @@ class Runtime:
         self.demo = settings.demo if demo is None else demo
         self.store = store or EventStore(settings.database_url)
         self.feed = ChangeFeed(self.store)
+        self.indexer = SearchIndexer(self.store, Redactor(settings.redact_fields))
         self.recorder = (
             Recorder(
-                settings, self.store, connection_name=connection_name, on_commit=self.feed.notify
+                settings, self.store, connection_name=connection_name, on_commit=self._committed
             )
             if record
             else None
@@ -65,13 +68,19 @@ class Runtime:
         self._tasks: list[asyncio.Task[Any]] = []
         self._extra: list[tuple[str, Callable[[asyncio.Event], Coroutine[Any, Any, Any]]]] = []
 
+    def _committed(self) -> None:
+        """The recorder committed rows: wake whoever follows the store."""
+        self.feed.notify()
+        self.indexer.notify()
+
     def add_task(self, name: str, run: Callable[[asyncio.Event], Coroutine[Any, Any, Any]]) -> None:
         """Another background task (e.g. the web layer's live hub), started with the rest."""
         self._extra.append((name, run))
 
     def _background(self) -> list[tuple[str, Callable[[asyncio.Event], Coroutine[Any, Any, Any]]]]:
         tasks: list[tuple[str, Callable[[asyncio.Event], Coroutine[Any, Any, Any]]]] = [
-            ("change-feed", self.feed.run)
+            ("change-feed", self.feed.run),
+            ("search-indexer", self.indexer.run),
         ]
         if self.recorder is not None:
             tasks.append(("recorder", self.recorder.run))

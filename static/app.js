@@ -31,9 +31,15 @@
   document.addEventListener("htmx:wsAfterMessage", trimRows);
 
   document.addEventListener("keydown", function (event) {
-    if (event.key !== "p" || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
     var target = event.target;
     if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) return;
+    if (event.key === "/") {
+      var search = document.getElementById("filter-q");
+      if (search) { event.preventDefault(); search.focus(); search.select(); }
+      return;
+    }
+    if (event.key !== "p") return;
     var toggle = document.getElementById("toggle-live");
     if (toggle) { event.preventDefault(); toggle.click(); }
   });

@@ -118,8 +118,10 @@ def create_app(
             ),
             paused=lambda missed: render(env, "_live_controls.html", paused=True, missed=missed),
             status=status_fragment,
+            contents=runtime.store.events.contents,
         ),
         max_rows=min(settings.live_rows, LIVE_ROWS_PER_UPDATE),
+        redactor=redactor,
     )
     runtime.add_task("live-hub", hub.run)
     web = WebContext(

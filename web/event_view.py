@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from eventscope.backend.envelope import json_preview
 from eventscope.backend.fieldtable import TYPE_NAMES
 from eventscope.backend.redaction import MASK, Redactor
-from eventscope.backend.store.models import SUMMARY_COLUMNS
+from eventscope.backend.store.models import KEY_COLUMNS, SUMMARY_COLUMNS
 from eventscope.web.display import cursor, hexdump, iso, safe_text
 
 PREVIEW_BYTES = 256 * 1024
@@ -29,11 +29,14 @@ _WORKERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="eventscope-view
 T = TypeVar("T")
 # The list view's fields: the summary columns, times rendered separately as ISO text.
 SUMMARY_FIELDS = tuple(
-    c.name for c in SUMMARY_COLUMNS if c.name not in ("received_at", "occurred_at", "commit_seq")
+    c.name
+    for c in SUMMARY_COLUMNS
+    if c.name not in ("received_at", "occurred_at", "commit_seq", *KEY_COLUMNS)
 )
 
 
 MASKED_SUMMARY_FIELDS = (
+    "source",
     "exchange",
     "routing_key",
     "event_id",

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 # On Postgres a row is handed to the feed only once every transaction that could still commit
 # a smaller commit_seq has ended: below the oldest transaction id still running.
-_PG_HORIZON = text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+PG_HORIZON = text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
 
 
 class EventQueries:
@@ -50,12 +50,12 @@ class EventQueries:
         self, cursor: Cursor, limit: int, *, until: Cursor | None = None
     ) -> list[dict[str, Any]]:
         """Summaries after `cursor` in commit order, oldest first: what the change feed hands
-        out. On Postgres only rows no later commit can precede (see `_PG_HORIZON`)."""
+        out. On Postgres only rows no later commit can precede (see `PG_HORIZON`)."""
         query = select(*SUMMARY_COLUMNS).where(after(cursor))
         if until is not None:
             query = query.where(~after(until))
         if not self.store.is_sqlite:
-            query = query.where(events.c.commit_seq < _PG_HORIZON)
+            query = query.where(events.c.commit_seq < PG_HORIZON)
         return await self._all(query.order_by(*OLDEST_FIRST).limit(limit))
 
     async def position(self) -> tuple[Cursor, int]:
@@ -63,7 +63,7 @@ class EventQueries:
         async with self.store.engine.connect() as conn:
             newest = select(events.c.commit_seq, events.c.id).order_by(*NEWEST_FIRST).limit(1)
             if not self.store.is_sqlite:
-                newest = newest.where(events.c.commit_seq < _PG_HORIZON)
+                newest = newest.where(events.c.commit_seq < PG_HORIZON)
             found = (await conn.execute(newest)).first()
             count = await conn.scalar(select(func.count()).select_from(events))
         cursor = Cursor(int(found[0]), int(found[1])) if found else Cursor(0, 0)
@@ -79,6 +79,15 @@ class EventQueries:
             return None
         rows = await self._all(select(events).where(events.c.id == event_id))
         return rows[0] if rows else None
+
+    async def contents(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        """Summaries with headers and body for the given rows (what content filters read)."""
+        if not ids:
+            return {}
+        query = select(*SUMMARY_COLUMNS, events.c.headers, events.c.body).where(
+            events.c.id.in_(ids)
+        )
+        return {row["id"]: row for row in await self._all(query)}
 
     async def cursor_of(self, event_id: int) -> Cursor | None:
         """The cursor of row `event_id` (a bare row id given where a cursor is expected)."""

@@ -3,8 +3,9 @@
 Everything that reads or writes the database goes through one store object, so the places
 where SQLite and Postgres differ are written once, here and in the writers. The store grows by
 feature modules, each a small class holding the store: `events` (pages, one event, related
-events, the committed-rows feed) and `audit` today; search, traces, aggregates, dead letters
-and retention add theirs the same way.
+events, the committed-rows feed), `search` (the filter language), `fulltext` (the search index
+behind ingest) and `audit`; traces, aggregates, dead letters and retention add theirs the same
+way.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from eventscope.backend.store.audit import AuditLog
 from eventscope.backend.store.engine import create_engine
 from eventscope.backend.store.events import EventQueries
+from eventscope.backend.store.fulltext import FullText
+from eventscope.backend.store.search import EventSearch
 from eventscope.backend.store.sqlite_writer import SqliteBatchWriter, sqlite_path
 from eventscope.backend.store.writer import BatchResult, Ledger, PostgresBatchWriter
 
@@ -32,6 +35,8 @@ class EventStore:
         self.dialect = self.engine.dialect.name  # "sqlite" or "postgresql"
         self.events = EventQueries(self)
         self.audit = AuditLog(self)
+        self.search = EventSearch(self)
+        self.fulltext = FullText(self)
         self._writer: SqliteBatchWriter | PostgresBatchWriter | None = None
 
     @property
@@ -65,6 +70,12 @@ class EventStore:
         """Forget the listings of `batches` (their ack was confirmed), and any listing older
         than `expire_before`."""
         await self._batch_writer().clear_pending(batches, expire_before)
+
+    def sqlite_writer(self) -> SqliteBatchWriter:
+        """The one thread that writes this SQLite file (other writers queue behind it)."""
+        writer = self._batch_writer()
+        assert isinstance(writer, SqliteBatchWriter)
+        return writer
 
     def _batch_writer(self) -> SqliteBatchWriter | PostgresBatchWriter:
         if self._writer is None:

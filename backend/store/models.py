@@ -69,15 +69,22 @@ events = Table(
     Column("correlation_key", BigInteger),
     Column("aggregate_key", BigInteger),  # type and id together
     Column("message_id_key", BigInteger),
+    Column("source", Text),  # the producing service: metadata.source, else AMQP app_id
+    Column("source_key", BigInteger),
+    Column("trace_id", Text),  # W3C traceparent's trace id
+    Column("trace_key", BigInteger),
     Index("ux_events_fingerprint", "fingerprint", "observation", unique=True),
     Index("ix_events_commit_order", "commit_seq", "id"),
-    Index("ix_events_correlation_key", "correlation_key", "id"),
+    # Filter indexes end in the commit order every list pages by (paging.py).
+    Index("ix_events_correlation_key", "correlation_key", "commit_seq", "id"),
     Index("ix_events_aggregate_key", "aggregate_key", "aggregate_version"),
-    Index("ix_events_routing_key", "routing_key", "id"),
-    Index("ix_events_event_type_key", "event_type_key", "id"),
+    Index("ix_events_routing_key", "routing_key", "commit_seq", "id"),
+    Index("ix_events_event_type_key", "event_type_key", "commit_seq", "id"),
     Index("ix_events_message_id_key", "message_id_key"),
     Index("ix_events_received_at", "received_at"),
-    Index("ix_events_dead_letter", "dead_letter", "id"),
+    Index("ix_events_dead_letter", "dead_letter", "commit_seq", "id"),
+    Index("ix_events_source_key", "source_key", "commit_seq", "id"),
+    Index("ix_events_trace_key", "trace_key", "commit_seq", "id"),
     sqlite_autoincrement=True,
 )
 
@@ -104,6 +111,47 @@ SUMMARY_COLUMNS = (
     events.c.body_size,
     events.c.body_truncated,
     events.c.problem,
+    events.c.source,
+    events.c.trace_id,
+    # The keys, so a row's ids can be compared exactly in memory (the live view's filters).
+    events.c.event_type_key,
+    events.c.correlation_key,
+    events.c.aggregate_key,
+    events.c.message_id_key,
+    events.c.source_key,
+    events.c.trace_key,
+)
+
+# Hash keys of ids (see the module docstring): in summaries for exact comparisons in memory,
+# never shown.
+KEY_COLUMNS = (
+    "event_type_key",
+    "correlation_key",
+    "aggregate_key",
+    "message_id_key",
+    "source_key",
+    "trace_key",
+)
+
+# Every routing key seen, with how often and when: wildcard filters are matched against these
+# (few) keys, then answered by the routing-key index (backend/store/search.py).
+routing_keys = Table(
+    "routing_keys",
+    metadata,
+    Column("routing_key", Text, primary_key=True),
+    Column("events", BigInteger, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+)
+
+# Where the search indexer (backend/search_index.py) stands: every event up to this cursor is in
+# the full-text index (SQLite FTS5 `events_fts`, Postgres `event_search`, created by migration).
+search_progress = Table(
+    "search_progress",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("commit_seq", BigInteger, nullable=False),
+    Column("event_id", BigInteger, nullable=False),
 )
 
 # One row per committed batch whose ack the broker has not confirmed yet: the fingerprints of

@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Boolean, DateTime
 from sqlalchemy.engine import make_url
@@ -33,12 +33,20 @@ from eventscope.backend.store.writer import (
     holders_listing,
     listing_of,
     pending_counts,
+    routing_key_counts,
     take_absorbed,
 )
 
+T = TypeVar("T")
 ROWS_PER_STATEMENT = 100  # ~32 columns x 100 rows stays far below SQLite's variable limit
 _ONE_ROW = "(" + ",".join("?" * (len(COLUMNS) + 1)) + ")"
 _INSERT = f"INSERT INTO events ({','.join(COLUMNS)},commit_seq) VALUES "  # noqa: S608 - fixed names
+_ROUTING_KEYS = (
+    "INSERT INTO routing_keys (routing_key, events, first_seen, last_seen) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (routing_key) DO UPDATE SET events = events + excluded.events, "
+    "first_seen = min(first_seen, excluded.first_seen), "
+    "last_seen = max(last_seen, excluded.last_seen)"
+)
 _NEXT_SEQ = "SELECT coalesce(max(commit_seq), 0) + 1 FROM events"
 _LOOKUP_CHUNK = 500
 _RETRIED = "SELECT stored, skipped, duplicates FROM pending_acks WHERE batch = ?"
@@ -115,6 +123,22 @@ class SqliteBatchWriter:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._clear_pending, batches, expire_before)
 
+    async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work(conn)` in the writer thread, in one write transaction: other writers of
+        the store (the search indexer) queue behind batches instead of fighting for the lock."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._transaction, work)
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._begin()
+        try:
+            result = work(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
+        return result
+
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._close)
@@ -179,6 +203,14 @@ class SqliteBatchWriter:
             chunk = keep[start : start + ROWS_PER_STATEMENT]
             params = [value for row in chunk for value in _row_values(row, seq)]
             conn.execute(_INSERT + ",".join([_ONE_ROW] * len(chunk)), params)
+        if keep:
+            conn.executemany(
+                _ROUTING_KEYS,
+                [
+                    (key, n, _sql_value(first), _sql_value(last))
+                    for key, (n, first, last) in routing_key_counts(keep).items()
+                ],
+            )
         if ledger is None:
             return BatchResult(len(keep), decided.skipped, decided.duplicates)
         for batch, blob in take_absorbed(listings, decided.absorbed).items():

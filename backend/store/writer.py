@@ -65,6 +65,16 @@ class Observations(NamedTuple):
     absorbed: list[bytes]  # the fingerprints taken from pending listings, one per skipped row
 
 
+def routing_key_counts(rows: Sequence[dict[str, Any]]) -> dict[str, tuple[int, Any, Any]]:
+    """Per routing key of a batch: (count, first received, last received)."""
+    out: dict[str, tuple[int, Any, Any]] = {}
+    for row in rows:
+        key, when = row["routing_key"], row["received_at"]
+        n, first, last = out.get(key, (0, when, when))
+        out[key] = (n + 1, min(first, when), max(last, when))
+    return out
+
+
 def assign_observations(
     rows: Sequence[dict[str, Any]],
     known: Mapping[bytes, int],
@@ -146,6 +156,15 @@ KNOWN_FINGERPRINTS = (
     "WHERE fingerprint = ANY($1::bytea[]) GROUP BY fingerprint"
 )
 _PG_TRANSACTION_ID = "SELECT pg_current_xact_id()::text::bigint"
+# The distinct routing keys (models.routing_keys), kept in the batch's own transaction; sorted
+# keys, so two writers lock the rows in one order.
+_PG_ROUTING_KEYS = (
+    "INSERT INTO routing_keys (routing_key, events, first_seen, last_seen) "
+    "VALUES ($1, $2, $3, $4) ON CONFLICT (routing_key) DO UPDATE SET "
+    "events = routing_keys.events + EXCLUDED.events, "
+    "first_seen = least(routing_keys.first_seen, EXCLUDED.first_seen), "
+    "last_seen = greatest(routing_keys.last_seen, EXCLUDED.last_seen)"
+)
 _PG_INSERT = (
     f"INSERT INTO events ({', '.join(COLUMNS)}, commit_seq) "  # noqa: S608 - fixed column names
     f"VALUES ({', '.join(f'${i}' for i in range(1, len(COLUMNS) + 2))})"
@@ -211,6 +230,10 @@ class PostgresBatchWriter:
                     seq = await driver.fetchval(_PG_TRANSACTION_ID)  # this batch's commit_seq
                     params = [(*(row.get(name) for name in COLUMNS), seq) for row in decided.keep]
                     await driver.executemany(_PG_INSERT, params)
+                    await driver.executemany(
+                        _PG_ROUTING_KEYS,
+                        [(k, *v) for k, v in sorted(routing_key_counts(decided.keep).items())],
+                    )
                 result = BatchResult(len(decided.keep), decided.skipped, decided.duplicates)
                 if ledger is None:
                     return result

@@ -19,10 +19,15 @@ async def _status() -> str:
     return "status"
 
 
+async def _no_contents(ids: list[int]) -> dict[int, dict[str, Any]]:
+    return {}
+
+
 RENDERERS = Renderers(
     rows=lambda rows, new, masked: "rows:" + ",".join(str(r["id"]) for r in rows) + f"/{new}",
     paused=lambda missed: f"paused:{missed}",
     status=_status,
+    contents=_no_contents,
 )
 
 

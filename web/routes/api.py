@@ -6,8 +6,10 @@ from typing import Annotated, Any
 
 from litestar import Controller, get
 from litestar.di import NamedDependency
+from litestar.exceptions import ValidationException
 from litestar.params import FromPath, QueryParameter
 
+from eventscope.backend.filters import FilterError
 from eventscope.backend.redaction import Redactor
 from eventscope.backend.settings import Settings
 from eventscope.backend.store.eventstore import EventStore
@@ -15,27 +17,56 @@ from eventscope.backend.store.paging import clamp_limit
 from eventscope.web.context import WebContext
 from eventscope.web.dependencies import Position, event_or_404
 from eventscope.web.event_view import detail, off_loop, summary
+from eventscope.web.filtering import filter_from, refuse_masked_values
+from eventscope.web.request import AnyRequest
 
 
 class EventsApi(Controller):
     path = "/api"
     tags = ("events",)
 
-    @get("/events", summary="Events, newest first (keyset paged in commit order)")
+    @get(
+        "/events",
+        summary="Events, newest first (keyset paged in commit order), filtered",
+        description="Every parameter of the filter language (docs/api.md#filters) may be given: "
+        "routing_key, routing_key_exact, exchange, type, correlation_id, causation_id, "
+        "aggregate_type, aggregate_id, source, trace_id, message_id, header, field, dead_letter, "
+        "since, until, q. A parameter that cannot be parsed is a 400 naming it.",
+    )
     async def events(
         self,
+        request: AnyRequest,
         store: NamedDependency[EventStore],
         settings: NamedDependency[Settings],
+        web: NamedDependency[WebContext],
         mask: NamedDependency[Redactor | None],
         position: NamedDependency[Position],
         limit: Annotated[int | None, QueryParameter(ge=1, le=1000)] = None,
     ) -> dict[str, Any]:
         size = clamp_limit(limit, settings.page_size)
-        page = await store.events.page(size, older_than=position.before, newer_than=position.after)
+        try:
+            event_filter = filter_from(request.query_params.multi_items())
+            refuse_masked_values(event_filter, mask)
+        except FilterError as exc:
+            raise ValidationException(str(exc)) from None
+        extra: dict[str, Any] = {}
+        if event_filter.empty:
+            page = await store.events.page(
+                size, older_than=position.before, newer_than=position.after
+            )
+        else:
+            found = await store.search.page(
+                event_filter, size, older_than=position.before, newer_than=position.after, mask=mask
+            )
+            page = found.page
+            extra["scan_stopped"] = found.scanned_out
+            if event_filter.q is not None:
+                extra["search_behind_seconds"] = web.runtime.indexer.behind
         return {
             "items": [summary(row, mask) for row in page.rows],
             "next_before": str(page.older) if page.older else None,
             "next_after": str(page.newer) if page.newer else None,
+            **extra,
         }
 
     @get("/events/{event_id:int}", summary="One event with headers, properties and raw body")

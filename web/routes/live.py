@@ -10,10 +10,12 @@ from litestar import websocket
 from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 
+from eventscope.backend.filters import FilterError
 from eventscope.backend.store.paging import Cursor
 from eventscope.web.auth import origin_allowed
 from eventscope.web.context import WebContext
 from eventscope.web.event_view import masked_row
+from eventscope.web.filtering import filter_from, refuse_masked_values
 from eventscope.web.live import Subscriber
 from eventscope.web.request import AnySocket
 from eventscope.web.templating import render
@@ -28,7 +30,13 @@ async def live_socket(socket: AnySocket, web: NamedDependency[WebContext]) -> No
     await socket.accept()
     hub = web.hub
     mask = web.mask_for(socket.scope["state"]["principal"])
-    subscriber = hub.subscribe(masked=mask is not None)
+    try:
+        event_filter = filter_from(socket.query_params.multi_items())
+        refuse_masked_values(event_filter, mask)
+    except FilterError as exc:
+        await socket.close(code=4400, reason=str(exc)[:120])
+        return
+    subscriber = hub.subscribe(masked=mask is not None, event_filter=event_filter)
     sender: asyncio.Task[None] | None = None
     try:  # from here on, whatever fails, the subscription ends with the socket
         after = _cursor(socket.query_params.get("after"))
@@ -36,6 +44,7 @@ async def live_socket(socket: AnySocket, web: NamedDependency[WebContext]) -> No
         if after is not None and joined is not None and after < joined:
             # Rows stored between the page render and this connection: the hub will not send them.
             rows = await web.store.events.committed_after(after, settings.live_rows, until=joined)
+            rows = await hub.select(subscriber, rows)
             if rows:
                 rows.reverse()
                 subscriber.push(hub.renderers.rows(rows, len(rows), subscriber.masked))
@@ -50,7 +59,13 @@ async def live_socket(socket: AnySocket, web: NamedDependency[WebContext]) -> No
                 hub.pause(subscriber)
             elif action == "resume":
                 hub.resume(subscriber)
-                page = await web.store.events.page(settings.live_rows)
+                if subscriber.filter is None:
+                    page = await web.store.events.page(settings.live_rows)
+                else:
+                    found = await web.store.search.page(
+                        subscriber.filter, settings.live_rows, mask=mask
+                    )
+                    page = found.page
                 subscriber.push(
                     render(
                         web.env,

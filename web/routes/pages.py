@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Template
 
+from eventscope.backend.filters import FilterError
 from eventscope.backend.redaction import Redactor
 from eventscope.backend.settings import Settings
 from eventscope.backend.store.eventstore import EventStore
@@ -14,6 +17,8 @@ from eventscope.web.auth import operator_only
 from eventscope.web.context import WebContext
 from eventscope.web.dependencies import Position, event_or_404
 from eventscope.web.event_view import masked_row, off_loop, page_context
+from eventscope.web.filtering import filter_context, filter_from, refuse_masked_values
+from eventscope.web.request import AnyRequest
 
 
 class Pages(Controller):
@@ -22,26 +27,59 @@ class Pages(Controller):
     @get("/")
     async def timeline(
         self,
+        request: AnyRequest,
         store: NamedDependency[EventStore],
         settings: NamedDependency[Settings],
         web: NamedDependency[WebContext],
         mask: NamedDependency[Redactor | None],
         position: NamedDependency[Position],
     ) -> Template:
-        """Newest first; with `before` or `after` it is a still page of history, else live."""
+        """Newest first, filtered by the filter language; with `before` or `after` a still page
+        of history, else live (new matching rows arrive over the socket)."""
         live = position.before is None and position.after is None
         size = settings.live_rows if live else settings.page_size
-        page = await store.events.page(size, older_than=position.before, newer_than=position.after)
-        context = {
-            "rows": [masked_row(row, mask) for row in page.rows],
+        context: dict[str, Any] = {
             "live": live,
-            "older": page.older,
-            "newer": page.newer,
             "status": await web.status(),
             "live_rows": settings.live_rows,
             "exchanges": settings.exchanges,
+            "filter_error": None,
+            "rows": [],
+            "older": None,
+            "newer": None,
+            "count": None,
+            "scanned_out": False,
+            "search_behind": None,
         }
-        return Template("timeline.html", context=context)
+        try:
+            event_filter = filter_from(request.query_params.multi_items())
+            refuse_masked_values(event_filter, mask)
+        except FilterError as exc:
+            context.update(filter_error=str(exc), live=False, **filter_context(None))
+            return Template("timeline.html", context=context, status_code=400)
+        context.update(filter_context(event_filter))
+        if event_filter.empty:
+            page = await store.events.page(
+                size, older_than=position.before, newer_than=position.after
+            )
+        else:
+            found = await store.search.page(
+                event_filter, size, older_than=position.before, newer_than=position.after, mask=mask
+            )
+            page = found.page
+            context["scanned_out"] = found.scanned_out
+            context["count"] = await store.search.count(event_filter)
+            if event_filter.q is not None:
+                context["search_behind"] = web.runtime.indexer.behind
+        context.update(
+            rows=[masked_row(row, mask) for row in page.rows], older=page.older, newer=page.newer
+        )
+        headers = {}
+        if request.headers.get("hx-request"):  # typed in the filter bar: a clean URL to share
+            headers["HX-Push-Url"] = "/" + (
+                f"?{context['filter_query']}" if context["filter_query"] else ""
+            )
+        return Template("timeline.html", context=context, headers=headers)
 
     @get("/events/{event_id:int}")
     async def event(
