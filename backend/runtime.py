@@ -56,7 +56,9 @@ class Runtime:
         self.demo = settings.demo if demo is None else demo
         self.store = store or EventStore(settings.database_url)
         self.feed = ChangeFeed(self.store)
-        self.indexer = SearchIndexer(self.store, Redactor(settings.redact_fields))
+        self.indexer = SearchIndexer(
+            self.store, Redactor(settings.redact_fields), busy=self._recording_backlog
+        )
         self.recorder = (
             Recorder(
                 settings, self.store, connection_name=connection_name, on_commit=self._committed
@@ -67,6 +69,13 @@ class Runtime:
         self.stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._extra: list[tuple[str, Callable[[asyncio.Event], Coroutine[Any, Any, Any]]]] = []
+
+    def _recording_backlog(self) -> bool:
+        """The recorder has more than a batch waiting: background work gives way."""
+        if self.recorder is None:
+            return False
+        status = self.recorder.status
+        return bool(status.tap_depth) or status.holding >= self.settings.batch_max_events
 
     def _committed(self) -> None:
         """The recorder committed rows: wake whoever follows the store."""

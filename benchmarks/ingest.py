@@ -188,6 +188,7 @@ class Result:
     left_in_queue: int | None = None
     rss: dict[str, int] | None = None
     rss_samples: list[tuple[float, int]] | None = None
+    search_caught_up_s: float | None = None  # after the last commit, untimed
     error: str | None = None
 
 
@@ -235,8 +236,10 @@ async def run_recorder(
     max_length: int,
     limit_s: float,
     sampler: RssSampler,
-) -> tuple[float, int]:
-    """Start a recorder on a pre-filled tap queue; seconds until N are committed, rows in DB."""
+    search_index: bool,
+) -> tuple[float, int, float | None]:
+    """Start a recorder on a pre-filled tap queue; seconds until N are committed, rows in DB,
+    and (untimed, when the search indexer runs) seconds more until search had caught up."""
     settings = load_settings(
         os.environ,  # EVENTSCOPE_PREFETCH, EVENTSCOPE_BATCH_* … tune the recorder under test
         {
@@ -251,6 +254,9 @@ async def run_recorder(
     runtime = Runtime(settings, demo=False, connection_name="bench-recorder")
     recorder = runtime.recorder
     assert recorder is not None
+    if not search_index:  # the ablation: what the full-text indexer costs ingest
+        runtime.indexer.run = _idle  # type: ignore[method-assign]
+    caught_up: float | None = None
     gc.collect()
     async with sampler.running():
         started = time.perf_counter()
@@ -265,12 +271,22 @@ async def run_recorder(
                     )
                 await asyncio.sleep(POLL)
             elapsed = time.perf_counter() - started
+            if search_index:
+                while runtime.indexer.indexed < n:
+                    if time.perf_counter() > deadline:
+                        raise TimeoutError(f"search indexed {runtime.indexer.indexed}/{n}")
+                    await asyncio.sleep(POLL)
+                caught_up = time.perf_counter() - started - elapsed
     store = EventStore(database_url)
     try:
         stored = await store.events.count()
     finally:
         await store.close()
-    return elapsed, stored
+    return elapsed, stored, caught_up
+
+
+async def _idle(stop: asyncio.Event) -> None:
+    await stop.wait()
 
 
 @contextlib.asynccontextmanager
@@ -370,10 +386,16 @@ class Bench:
             try:
                 if phase == "sqlite":
                     url = f"sqlite+aiosqlite:///{self.tmp / 'bench.db'}"
-                    seconds, result.stored_in_db = await self.recorder(url, queue, sampler)
+                    seconds, result.stored_in_db, caught_up = await self.recorder(
+                        url, queue, sampler
+                    )
                 else:
                     async with postgres_database(self.args.postgres_url, self.run_id) as url:
-                        seconds, result.stored_in_db = await self.recorder(url, queue, sampler)
+                        seconds, result.stored_in_db, caught_up = await self.recorder(
+                            url, queue, sampler
+                        )
+                if caught_up is not None:
+                    result.search_caught_up_s = round(caught_up, 2)
             finally:
                 if sampler.samples:
                     result.rss = sampler.summary()
@@ -383,7 +405,9 @@ class Bench:
         result.seconds = round(seconds, 3)
         result.events_per_s = round(self.n / seconds, 1)
 
-    async def recorder(self, url: str, queue: str, sampler: RssSampler) -> tuple[float, int]:
+    async def recorder(
+        self, url: str, queue: str, sampler: RssSampler
+    ) -> tuple[float, int, float | None]:
         run = run_recorder(
             self.args.amqp_url,
             url,
@@ -393,6 +417,7 @@ class Bench:
             self.max_length,
             self.timeout,
             sampler,
+            self.args.search_index == "on",
         )
         if not self.args.profile:
             return await run
@@ -482,6 +507,8 @@ def report(results: list[Result], bench: Bench, out: Callable[[str], None]) -> N
             out(f"ERROR [{r.phase}]: {r.error}")
         elif r.left_in_queue:
             out(f"note [{r.phase}]: {r.left_in_queue} messages left in the queue after stop")
+        if r.search_caught_up_s is not None:
+            out(f"note [{r.phase}]: search index caught up {r.search_caught_up_s:.1f}s later")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -495,6 +522,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="server to create the run's database on (the URL's database is used to connect)",
     )
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument(
+        "--search-index",
+        choices=("on", "off"),
+        default="on",
+        help="off: the ablation without the full-text indexer (what indexing costs ingest)",
+    )
     parser.add_argument("--timeout", type=float, default=0, help="per-phase limit in seconds")
     parser.add_argument("--json", action="store_true", help="print results as JSON on stdout")
     parser.add_argument(

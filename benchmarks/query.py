@@ -9,6 +9,7 @@ With `--explain` the plans of queries that miss their target are printed.
 
     .venv/bin/python benchmarks/query.py --events 100000        # a quick look
     .venv/bin/python benchmarks/query.py                        # 1,000,000 into each database
+    .venv/bin/python benchmarks/query.py --reuse                # keep the loaded stores, reuse them
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ WORDS = [
     "priority",
 ]
 DAYS = 7
+KEPT_SQLITE = "/var/tmp/eventscope-query-{n}.db"
+KEPT_POSTGRES = "eventscope_query_kept_{n}"
 
 
 def seed_event(n: int, start: dt.datetime, span: float, rng: random.Random) -> dict[str, Any]:
@@ -186,8 +189,14 @@ async def run_database(url: str, n: int, repeat: int, show_plans: bool) -> list[
     await upgrade_async(url)
     store = EventStore(url)
     try:
-        written, indexed = await load(store, n)
-        print(f"  loaded {n:,} in {written:.0f} s, indexed in {indexed:.0f} s", file=sys.stderr)
+        present = await store.events.count()
+        if present == n:  # a store kept by --reuse
+            print(f"  reusing the {n:,} events loaded before", file=sys.stderr)
+        elif present:
+            raise SystemExit(f"{url} holds {present:,} events, not {n:,}: drop it first")
+        else:
+            written, indexed = await load(store, n)
+            print(f"  loaded {n:,} in {written:.0f} s, indexed in {indexed:.0f} s", file=sys.stderr)
         results = []
         baseline = None
         for name, (query, target, sample) in queries(store, n).items():
@@ -221,19 +230,43 @@ def psql(sql: str) -> None:
     subprocess.run(["psql", PG_ADMIN, "-qc", sql], check=True)
 
 
+def ensure_database(name: str) -> None:
+    exists = subprocess.run(
+        ["psql", PG_ADMIN, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if not exists:
+        psql(f"CREATE DATABASE {name}")
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=40)
     parser.add_argument("--databases", default="sqlite,postgres")
     parser.add_argument("--explain", action="store_true", help="print plans of missed targets")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help=f"keep the loaded stores ({KEPT_SQLITE} and database {KEPT_POSTGRES}) and reuse them",
+    )
     args = parser.parse_args()
     for database in args.databases.split(","):
         print(f"[{database}] loading {args.events:,} events …", file=sys.stderr)
-        if database == "sqlite":
+        if database == "sqlite" and args.reuse:
+            url = f"sqlite+aiosqlite:///{KEPT_SQLITE.format(n=args.events)}"
+            results = await run_database(url, args.events, args.repeat, args.explain)
+        elif database == "sqlite":
             with tempfile.TemporaryDirectory() as tmp:
                 url = f"sqlite+aiosqlite:///{Path(tmp) / 'events.db'}"
                 results = await run_database(url, args.events, args.repeat, args.explain)
+        elif args.reuse:
+            name = KEPT_POSTGRES.format(n=args.events)
+            ensure_database(name)
+            url = PG_URL.format(name=name)
+            results = await run_database(url, args.events, args.repeat, args.explain)
         else:
             name = f"eventscope_query_{uuid.uuid4().hex[:8]}"
             psql(f"CREATE DATABASE {name}")

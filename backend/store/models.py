@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -82,9 +83,24 @@ events = Table(
     Index("ix_events_event_type_key", "event_type_key", "commit_seq", "id"),
     Index("ix_events_message_id_key", "message_id_key"),
     Index("ix_events_received_at", "received_at"),
-    Index("ix_events_dead_letter", "dead_letter", "commit_seq", "id"),
+    # Mostly NULL columns: partial indexes, so ordinary events cost no index entry.
+    Index(
+        "ix_events_dead_letter",
+        "dead_letter",
+        "commit_seq",
+        "id",
+        sqlite_where=text("dead_letter IS NOT NULL"),
+        postgresql_where=text("dead_letter IS NOT NULL"),
+    ),
     Index("ix_events_source_key", "source_key", "commit_seq", "id"),
-    Index("ix_events_trace_key", "trace_key", "commit_seq", "id"),
+    Index(
+        "ix_events_trace_key",
+        "trace_key",
+        "commit_seq",
+        "id",
+        sqlite_where=text("trace_key IS NOT NULL"),
+        postgresql_where=text("trace_key IS NOT NULL"),
+    ),
     sqlite_autoincrement=True,
 )
 

@@ -5,7 +5,8 @@
   filter is matched against the distinct keys, then answered by the routing-key index.
 - Full text: SQLite FTS5 table `events_fts`; Postgres `event_search` (tsvector, GIN). Filled
   behind ingest by the search indexer, which keeps its position in `search_progress`.
-- Filter indexes end in (commit_seq, id), the order every list pages in.
+- Filter indexes end in (commit_seq, id), the order every list pages in; the mostly-NULL
+  trace and dead-letter columns get partial indexes.
 
 Revision ID: 0006
 Revises: 0005
@@ -27,7 +28,6 @@ REBUILT = {
     "ix_events_correlation_key": (["correlation_key", "id"], ["correlation_key", *ORDER]),
     "ix_events_event_type_key": (["event_type_key", "id"], ["event_type_key", *ORDER]),
     "ix_events_routing_key": (["routing_key", "id"], ["routing_key", *ORDER]),
-    "ix_events_dead_letter": (["dead_letter", "id"], ["dead_letter", *ORDER]),
 }
 
 
@@ -40,7 +40,16 @@ def upgrade() -> None:
         op.drop_index(name, table_name="events")
         op.create_index(name, "events", columns)
     op.create_index("ix_events_source_key", "events", ["source_key", *ORDER])
-    op.create_index("ix_events_trace_key", "events", ["trace_key", *ORDER])
+    for name, column in (
+        ("ix_events_trace_key", "trace_key"),
+        ("ix_events_dead_letter", "dead_letter"),
+    ):
+        if name == "ix_events_dead_letter":
+            op.drop_index(name, table_name="events")
+        present = sa.text(f"{column} IS NOT NULL")
+        op.create_index(
+            name, "events", [column, *ORDER], postgresql_where=present, sqlite_where=present
+        )
     op.create_table(
         "routing_keys",
         sa.Column("routing_key", sa.Text, primary_key=True),
@@ -79,6 +88,8 @@ def downgrade() -> None:
     op.drop_table("routing_keys")
     op.drop_index("ix_events_trace_key", table_name="events")
     op.drop_index("ix_events_source_key", table_name="events")
+    op.drop_index("ix_events_dead_letter", table_name="events")
+    op.create_index("ix_events_dead_letter", "events", ["dead_letter", "id"])
     for name, (columns, _) in REBUILT.items():
         op.drop_index(name, table_name="events")
         op.create_index(name, "events", columns)
