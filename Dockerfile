@@ -15,14 +15,16 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 # Only what the wheel is built from. README.md is the package's `readme`; eventscope/ holds
-# symlinks to backend/, web/, templates/ and static/, whose contents the wheel puts under the one
-# import package `eventscope` (pyproject.toml).
+# symlinks to backend/, web/, templates/, static/, testing/ and examples/, whose contents the
+# wheel puts under the one import package `eventscope` (pyproject.toml).
 COPY pyproject.toml README.md ./
 COPY eventscope/ eventscope/
 COPY backend/ backend/
 COPY web/ web/
 COPY templates/ templates/
 COPY static/ static/
+COPY testing/ testing/
+COPY examples/ examples/
 
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip wheel --no-deps --wheel-dir /tmp/wheels . \

@@ -3,7 +3,9 @@
 A recorder in this process calls `notify()` right after each commit, so listeners hear of new
 rows within one query's time; without one (the recorder runs in another process), polling every
 `poll_interval` is the fallback. Rows are read by the commit-order cursor (store/paging.py), so
-rows that commit out of id order on Postgres are delivered too, once. Listeners are plain
+rows that commit out of id order on Postgres are delivered too, once; rows held back there
+behind an older open transaction are read again within milliseconds, not at the next poll
+(backoff from `HELD_RETRY` up to the poll interval). Listeners are plain
 callbacks that must return quickly (render, enqueue, wake a waiter): the web layer's live hub
 renders and fans out; long-poll waiters and background workers will listen the same way.
 """
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 
 PAGE = 500  # rows read per query
 MAX_PER_CYCLE = 10_000  # rows handed out per wake-up before yielding to the loop
+HELD_RETRY = 0.01  # first re-read after rows were held back behind an open transaction
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class ChangeFeed:
         self._listeners: list[Listener] = []
         self._wake = asyncio.Event()
         self._stale = False
+        self._held = False  # Postgres: committed rows wait behind an older open transaction
         self.started = asyncio.Event()
 
     def listen(self, listener: Listener) -> Callable[[], None]:
@@ -74,6 +78,7 @@ class ChangeFeed:
                 await sleep_unless_stopped(stop, 1.0)
         self.started.set()
         stopped = asyncio.ensure_future(stop.wait())
+        retry = HELD_RETRY
         try:
             while not stop.is_set():
                 self._wake.clear()  # before reading: a commit during the read wakes the next one
@@ -81,10 +86,14 @@ class ChangeFeed:
                     await self.deliver()
                 except Exception as exc:
                     log.warning("change feed could not read the store: %s", exc)
+                if self._held:  # look again soon, backing off while the old transaction lasts
+                    timeout, retry = retry, min(retry * 2, self.poll_interval)
+                else:
+                    timeout, retry = self.poll_interval, HELD_RETRY
                 woken = asyncio.ensure_future(self._wake.wait())
                 await asyncio.wait(
                     [woken, stopped],
-                    timeout=self.poll_interval,
+                    timeout=timeout,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 woken.cancel()
@@ -120,4 +129,6 @@ class ChangeFeed:
                 break
         if delivered >= MAX_PER_CYCLE:
             self._wake.set()  # more to read: come back right after other tasks ran
+        else:
+            self._held = await self.store.events.held_back_after(self.position)
         return delivered

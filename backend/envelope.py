@@ -2,7 +2,8 @@
 
 Pure functions only. Extraction never raises: a field that is missing, of the wrong type or
 unparseable becomes None. Where sources disagree the precedence below applies (first wins); it
-is documented in docs/architecture.md.
+is documented in docs/architecture.md. These are the default rules (`extraction.DEFAULT_RULES`);
+a rules file (`EVENTSCOPE_EXTRACTION_RULES`, backend/extraction.py) can change them.
 
 - event_id:       body `id`, body `eventId`, AMQP `message_id`, header `x-event-id`/`event-id`
 - event_type:     body `eventType`, body `type`, AMQP `type`, header `x-event-type`/`event-type`
@@ -38,6 +39,10 @@ from typing import Any
 import orjson
 
 from eventscope.backend.amqp_lenient import UndecodedText, wire_bytes
+from eventscope.backend.extraction import DEFAULT_EXTRACTOR, Extractor
+from eventscope.backend.extraction import Original as Original  # re-exported: it lived here
+from eventscope.backend.extraction import id_original as _original
+from eventscope.backend.extraction import trace_id as trace_id  # re-exported: it lived here
 from eventscope.backend.fieldtable import dumps, encode_table, encode_value
 
 MAX_ID_CHARS = 1024  # display form of an id; the key covers the whole value
@@ -57,24 +62,6 @@ PROPERTY_NAMES = (
     "app_id",
     "cluster_id",
 )
-_HEADER_EVENT_ID = ("x-event-id", "event-id", "event_id", "eventId")
-_HEADER_EVENT_TYPE = ("x-event-type", "event-type", "event_type", "eventType")
-_HEADER_CORRELATION = ("x-correlation-id", "correlation-id", "correlation_id", "correlationId")
-_HEADER_CAUSATION = ("x-causation-id", "causation-id", "causation_id", "causationId")
-_HEADER_TRACEPARENT = ("traceparent", "Traceparent", "TRACEPARENT")
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
-
-
-def trace_id(traceparent: Any) -> str | None:
-    """The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`), else None."""
-    if isinstance(traceparent, bytes | bytearray):
-        traceparent = bytes(traceparent).decode("ascii", "replace")
-    if not isinstance(traceparent, str):
-        return None
-    found = _TRACEPARENT.match(traceparent.strip().lower())
-    if found is None or found.group(1) == "0" * 32:
-        return None
-    return found.group(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +141,6 @@ def fingerprint(
     return h.digest()
 
 
-Original = str | bytes  # an id as it came: text, or bytes when it was not UTF-8
 _blake2b = hashlib.blake2b
 _from_bytes = int.from_bytes
 
@@ -228,46 +214,6 @@ def parse_json_object(body: bytes) -> tuple[str, Any]:
     return "text", None
 
 
-def _original(value: Any) -> Original | None:
-    """An id candidate as its original value, or None when it cannot be an id."""
-    if type(value) is str:  # the common case first: this runs for every candidate
-        return value or None
-    if value is None:
-        return None
-    if isinstance(value, UndecodedText):
-        return value.raw
-    if isinstance(value, str) and value:
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, bytes | bytearray) and value:
-        return bytes(value)
-    return None
-
-
-def _first(*candidates: Any) -> Original | None:
-    for candidate in candidates:
-        found = _original(candidate)
-        if found is not None:
-            return found
-    return None
-
-
-def _from_headers(headers: Mapping[str, Any] | None, names: tuple[str, ...]) -> Any:
-    if not headers:
-        return None
-    for name in names:
-        if name in headers:
-            return headers[name]
-    return None
-
-
-def _version(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63:
-        return value
-    return None
-
-
 # Epoch numbers: the unit is guessed from the magnitude, as log pipelines do. Up to 1e11 is
 # seconds (to year 5138), then milliseconds, microseconds, nanoseconds.
 _EPOCH_DIVISORS = ((1e11, 1), (1e14, 1e3), (1e17, 1e6), (float("inf"), 1e9))
@@ -301,17 +247,16 @@ def parse_time(value: Any) -> dt.datetime | None:
         return None
 
 
-def _present(*candidates: Any) -> Any:
-    """The first candidate that is there at all (0 and "" count: they are values)."""
-    return next((c for c in candidates if c is not None), None)
-
-
 def extract(
-    body_json: Any, props: Mapping[str, Any], headers: Mapping[str, Any] | None
+    body_json: Any,
+    props: Mapping[str, Any],
+    headers: Mapping[str, Any] | None,
+    extractor: Extractor = DEFAULT_EXTRACTOR,
 ) -> dict[str, Any]:
-    """The indexed fields of one event, following the module's precedence rules: display
-    text, keys, and `occurred_at_unparsed` (the value) when a time was there but unusable."""
-    found = extract_originals(body_json, props, headers)
+    """The indexed fields of one event, following the extraction rules (the module's
+    precedence unless a rules file changed them): display text, keys, and
+    `occurred_at_unparsed` (the value) when a time was there but unusable."""
+    found = extractor(body_json, props, headers)
     event_type, correlation = found["event_type"], found["correlation_id"]
     causation, source, trace = found["causation_id"], found["source"], found["trace_id"]
     kind, ident = found["aggregate_type"], found["aggregate_id"]
@@ -348,58 +293,13 @@ ID_FIELDS = (
 
 
 def extract_originals(
-    body_json: Any, props: Mapping[str, Any], headers: Mapping[str, Any] | None
+    body_json: Any,
+    props: Mapping[str, Any],
+    headers: Mapping[str, Any] | None,
+    extractor: Extractor = DEFAULT_EXTRACTOR,
 ) -> dict[str, Any]:
     """The extracted values as they came (ids whole, the time candidate unparsed)."""
-    doc: dict[str, Any] = body_json if isinstance(body_json, dict) else {}
-    original = doc.get("originalEvent")
-    if isinstance(original, dict) and "type" not in doc and "eventType" not in doc:
-        doc = original
-    meta = doc.get("metadata")
-    meta = meta if isinstance(meta, dict) else {}
-    aggregate_id = _first(doc.get("aggregateId"), meta.get("aggregateId"))
-    version = _version(doc.get("aggregateVersion"))
-    if version is None and aggregate_id is not None:
-        version = _version(doc.get("version"))
-    return {
-        "event_id": _first(
-            doc.get("id"),
-            doc.get("eventId"),
-            props.get("message_id"),
-            _from_headers(headers, _HEADER_EVENT_ID),
-        ),
-        "event_type": _first(
-            doc.get("eventType"),
-            doc.get("type"),
-            props.get("message_type"),
-            _from_headers(headers, _HEADER_EVENT_TYPE),
-        ),
-        "correlation_id": _first(
-            meta.get("correlationId"),
-            doc.get("correlationId"),
-            doc.get("correlation_id"),
-            _from_headers(headers, _HEADER_CORRELATION),
-            props.get("correlation_id"),
-        ),
-        "causation_id": _first(
-            meta.get("causationId"),
-            doc.get("causationId"),
-            doc.get("causation_id"),
-            _from_headers(headers, _HEADER_CAUSATION),
-        ),
-        "aggregate_type": _first(doc.get("aggregateType"), meta.get("aggregateType")),
-        "aggregate_id": aggregate_id,
-        "aggregate_version": version,
-        "source": _first(meta.get("source"), doc.get("source"), props.get("app_id")),
-        "trace_id": trace_id(_from_headers(headers, _HEADER_TRACEPARENT)),
-        "occurred_at": _present(
-            doc.get("timestamp"),
-            doc.get("occurredAt"),
-            doc.get("occurred_at"),
-            meta.get("timestamp"),
-            props.get("timestamp"),
-        ),
-    }
+    return extractor(body_json, props, headers)
 
 
 EMPTY_FIELDS = dict.fromkeys(
@@ -419,19 +319,31 @@ EMPTY_FIELDS = dict.fromkeys(
 )
 
 
-def to_row(delivery: Delivery, max_body_bytes: int, *, interpret: bool = True) -> dict[str, Any]:
+def body_document(body: bytes, props: Mapping[str, Any]) -> tuple[str, Any]:
+    """The body's kind and parsed JSON, as extraction sees it (also when re-extracting)."""
+    if props.get("content_encoding") not in (None, "", "identity", "utf-8", "utf8"):
+        return "binary", None  # compressed or otherwise encoded: never interpreted
+    return parse_json_object(body)
+
+
+def to_row(
+    delivery: Delivery,
+    max_body_bytes: int,
+    *,
+    interpret: bool = True,
+    extractor: Extractor = DEFAULT_EXTRACTOR,
+) -> dict[str, Any]:
     """Everything stored for one delivery, except the observation bookkeeping.
 
     `interpret=False` stores the bytes and delivery fields only: the recorder's last resort
-    when interpreting a message failed in a way nobody foresaw."""
+    when interpreting a message failed in a way nobody foresaw. `extractor`: the compiled
+    extraction rules (backend/extraction.py)."""
     props = delivery.properties
     props_json = dumps({k: encode_value(v) for k, v in props.items()}) if props else "{}"
     headers_json = encode_table(dict(delivery.headers) if delivery.headers else None)
     body = delivery.body
-    kind, parsed = parse_json_object(body) if interpret else ("binary", None)
-    if props.get("content_encoding") not in (None, "", "identity", "utf-8", "utf8"):
-        kind, parsed = "binary", None  # compressed or otherwise encoded: never interpreted
-    row = extract(parsed, props, delivery.headers) if interpret else dict(EMPTY_FIELDS)
+    kind, parsed = body_document(body, props) if interpret else ("binary", None)
+    row = extract(parsed, props, delivery.headers, extractor) if interpret else dict(EMPTY_FIELDS)
     exchange = db_text(delivery.exchange) or ""
     routing_key = db_text(delivery.routing_key) or ""
     altered: dict[str, Any] = {}

@@ -1,9 +1,9 @@
 """One runtime: builds everything that runs in the background from settings, in one place.
 
 `eventscope serve` (with the web layer on top), `eventscope ingest` and the benchmarks all use
-it: the store, the change feed, the search indexer, the recorder, the demo publisher — and, as
-they land, the dead-letter consumer, the replay worker and retention. A new background task is
-added here once. `create_app` (web/app.py) only adds HTTP.
+it: the store, the change feed, the search indexer, the type catalog, the recorder, the demo
+publisher — and, as they land, the dead-letter consumer, the replay worker and retention. A
+new background task is added here once. `create_app` (web/app.py) only adds HTTP.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
+from eventscope.backend.aggregate_catalog import AggregateCatalog
+from eventscope.backend.aggregate_folds import AggregateFolds, reducers_for
 from eventscope.backend.changefeed import ChangeFeed
 from eventscope.backend.ingest.recorder import Recorder
 from eventscope.backend.redaction import Redactor
@@ -23,6 +25,7 @@ from eventscope.backend.search_index import SearchIndexer
 from eventscope.backend.settings import Settings
 from eventscope.backend.store.eventstore import EventStore
 from eventscope.backend.store.migrate import upgrade_async
+from eventscope.backend.type_catalog import TypeCatalog
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,10 @@ class Runtime:
         self.indexer = SearchIndexer(
             self.store, Redactor(settings.redact_fields), busy=self._recording_backlog
         )
+        self.catalog = TypeCatalog(self.store, busy=self._recording_backlog)
+        # Reducers are loaded once, here: rules or modules that cannot work stop the start.
+        self.aggregates = AggregateFolds(self.store, reducers_for(settings))
+        self.aggregate_catalog = AggregateCatalog(self.store, busy=self._recording_backlog)
         self.recorder = (
             Recorder(
                 settings, self.store, connection_name=connection_name, on_commit=self._committed
@@ -81,6 +88,8 @@ class Runtime:
         """The recorder committed rows: wake whoever follows the store."""
         self.feed.notify()
         self.indexer.notify()
+        self.catalog.notify()
+        self.aggregate_catalog.notify()
 
     def add_task(self, name: str, run: Callable[[asyncio.Event], Coroutine[Any, Any, Any]]) -> None:
         """Another background task (e.g. the web layer's live hub), started with the rest."""
@@ -90,6 +99,8 @@ class Runtime:
         tasks: list[tuple[str, Callable[[asyncio.Event], Coroutine[Any, Any, Any]]]] = [
             ("change-feed", self.feed.run),
             ("search-indexer", self.indexer.run),
+            ("type-catalog", self.catalog.run),
+            ("aggregate-catalog", self.aggregate_catalog.run),
         ]
         if self.recorder is not None:
             tasks.append(("recorder", self.recorder.run))
@@ -119,6 +130,7 @@ class Runtime:
             for task in self._tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, timeout=STOP_TIMEOUT)
+            self.aggregates.close()
             await self.store.close()
 
     async def run_until(self, stop: asyncio.Event) -> None:

@@ -12,7 +12,13 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from eventscope.backend.aggregates.reducer_rules import load_rules as load_reducer_rules
+from eventscope.backend.aggregates.reducers import ReducerConfigError
+from eventscope.backend.extraction import load_rules
+from eventscope.backend.topic import TopicPattern
 
 ENV_PREFIX = "EVENTSCOPE_"
 
@@ -126,8 +132,40 @@ class Settings:
         16 * 1024 * 1024,
         "Bodies larger than this are stored truncated (flagged, original size kept).",
     )
+    exclude_routing_keys: tuple[str, ...] = _setting(
+        (),
+        "Comma-separated routing-key patterns (AMQP topic: `*` one word, `#` any number) the "
+        "recorder never stores, e.g. `heartbeat.#`; such deliveries are acked and counted in "
+        "the status.",
+        shown="none",
+    )
+    extraction_rules: str | None = _setting(
+        None,
+        "TOML file saying where each event's id, type, correlation id, aggregate, source, trace "
+        "and time are found (docs/configuration.md); unset: the documented defaults. After a "
+        "change, `eventscope reindex` re-extracts the stored events.",
+        shown="none",
+    )
+    reducers: str | None = _setting(
+        None,
+        "TOML file of reducer rules that rebuild aggregates' state (docs/reducers.md); unset: "
+        "each event's `data` is deep-merged (with `--demo`: the seed's Order rules). Checked at "
+        "start: an invalid rule stops it, naming the file, the rule and the reason.",
+        shown="none",
+    )
+    reducer_modules: tuple[str, ...] = _setting(
+        (),
+        "Comma-separated Python modules (`pkg.mod`, or `pkg.mod:function`) whose `register` "
+        "function adds reducers, called once at start (docs/reducers.md).",
+        shown="none",
+    )
     live_rows: int = _setting(200, "Rows the live timeline keeps in the page.")
     page_size: int = _setting(100, "Rows per page in the timeline and the API default limit.")
+    max_wait_seconds: int = _setting(
+        30,
+        "Longest a `wait=` request (the long-poll of end-to-end tests, docs/testing.md) is held "
+        "open, in seconds; a longer `wait` is cut to this, 0 answers at once.",
+    )
     demo: bool = _setting(False, "`serve`: also run the demo publisher (the seed's order flow).")
     demo_rate: float = _setting(5.0, "Demo events published per second.")
     demo_failure_rate: float = _setting(
@@ -299,8 +337,29 @@ def validate(settings: Settings) -> None:
     ):
         if getattr(settings, name) < 1:
             raise ValueError(f"{env_name(name)}: must be at least 1")
+    if settings.max_wait_seconds < 0:
+        raise ValueError("EVENTSCOPE_MAX_WAIT_SECONDS: must be 0 or more")
     if settings.batch_max_wait_ms < 0 or settings.tap_queue_max_length < 1:
         raise ValueError("EVENTSCOPE_BATCH_MAX_WAIT_MS / TAP_QUEUE_MAX_LENGTH out of range")
+    for pattern in settings.exclude_routing_keys:
+        try:
+            parsed = TopicPattern.parse(pattern)
+        except ValueError as exc:
+            raise ValueError(f"EVENTSCOPE_EXCLUDE_ROUTING_KEYS: {pattern[:60]!r}: {exc}") from None
+        if parsed.parts and set(parsed.parts) == {"#"}:
+            raise ValueError(
+                f"EVENTSCOPE_EXCLUDE_ROUTING_KEYS: {pattern!r} would exclude every event"
+            )
+    if settings.extraction_rules:
+        try:
+            load_rules(settings.extraction_rules)
+        except ValueError as exc:
+            raise ValueError(f"EVENTSCOPE_EXTRACTION_RULES: {exc}") from None
+    if settings.reducers:
+        try:
+            load_reducer_rules(Path(settings.reducers))
+        except ReducerConfigError as exc:
+            raise ValueError(f"EVENTSCOPE_REDUCERS: {exc}") from None
     for entry in settings.trusted_proxies:
         try:
             ipaddress.ip_network(entry, strict=False)

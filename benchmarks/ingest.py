@@ -254,8 +254,10 @@ async def run_recorder(
     runtime = Runtime(settings, demo=False, connection_name="bench-recorder")
     recorder = runtime.recorder
     assert recorder is not None
-    if not search_index:  # the ablation: what the full-text indexer costs ingest
+    if not search_index:  # the ablation: what the work kept behind ingest costs it
         runtime.indexer.run = _idle  # type: ignore[method-assign]
+        runtime.catalog.run = _idle  # type: ignore[method-assign]
+        runtime.aggregate_catalog.run = _idle  # type: ignore[method-assign]
     caught_up: float | None = None
     gc.collect()
     async with sampler.running():
@@ -417,7 +419,7 @@ class Bench:
             self.max_length,
             self.timeout,
             sampler,
-            self.args.search_index == "on",
+            self.args.catch_up == "on",
         )
         if not self.args.profile:
             return await run
@@ -523,10 +525,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument(
-        "--search-index",
+        "--catch-up",
         choices=("on", "off"),
         default="on",
-        help="off: the ablation without the full-text indexer (what indexing costs ingest)",
+        help="off: the ablation without the work kept behind ingest (search index, type and "
+        "aggregate catalogs), to see what it costs ingest",
     )
     parser.add_argument("--timeout", type=float, default=0, help="per-phase limit in seconds")
     parser.add_argument("--json", action="store_true", help="print results as JSON on stdout")

@@ -2,9 +2,10 @@
 
 Loads N seed-shaped events (default 1,000,000) through the store's own batch writer into a fresh
 SQLite file and a fresh Postgres database, fills the full-text index with the search indexer,
-then times, server side (the store call, no HTTP), each query `--repeat` times with varying
-values and prints p50/p95 against the targets (filtered pages p95 < 50 ms, text search
-p95 < 300 ms) and against the baseline of the same run: the newest page without a filter.
+and the event type catalog, then times, server side (the store call, no HTTP), each query
+`--repeat` times with varying values and prints p50/p95 against the targets (filtered pages and
+the types page p95 < 50 ms, text search p95 < 300 ms) and against the baseline of the same run:
+the newest page without a filter.
 With `--explain` the plans of queries that miss their target are printed.
 
     .venv/bin/python benchmarks/query.py --events 100000        # a quick look
@@ -37,6 +38,10 @@ from eventscope.backend.redaction import Redactor
 from eventscope.backend.search_index import SearchIndexer
 from eventscope.backend.store.eventstore import EventStore
 from eventscope.backend.store.migrate import upgrade_async
+from eventscope.backend.type_catalog import TypeCatalog
+from eventscope.web.trace_view import FIRST_PAGE as TRACE_PAGE
+from eventscope.web.trace_view import build_trace
+from eventscope.web.type_view import RATE_MINUTES, type_view
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
@@ -64,9 +69,20 @@ KEPT_SQLITE = "/var/tmp/eventscope-query-{n}.db"
 KEPT_POSTGRES = "eventscope_query_kept_{n}"
 
 
+BIG_CORRELATIONS = {"req_big_10000": 100, "req_big_1000": 1000}  # one event in every N
+
+
+def correlation_of(n: int) -> str:
+    """Five events per request, except two long correlations spread over the whole store."""
+    for name, every in BIG_CORRELATIONS.items():
+        if n % every == every // 2:
+            return name
+    return f"req_{n // 5:08d}"
+
+
 def seed_event(n: int, start: dt.datetime, span: float, rng: random.Random) -> dict[str, Any]:
     key = rng.choice(KEYS)
-    correlation = f"req_{n // 5:08d}"  # five events per request
+    correlation = correlation_of(n)
     body = {
         "id": f"evt_{n}",
         "type": key,
@@ -94,8 +110,8 @@ def seed_event(n: int, start: dt.datetime, span: float, rng: random.Random) -> d
     return to_row(delivery, 1 << 20)
 
 
-async def load(store: EventStore, n: int) -> tuple[float, float]:
-    """Write n events in batches, then index them; (seconds writing, seconds indexing)."""
+async def load(store: EventStore, n: int) -> float:
+    """Write n events in batches; seconds writing."""
     rng = random.Random(7)
     start = dt.datetime.now(dt.UTC) - dt.timedelta(days=DAYS)
     span = DAYS * 86400 / n
@@ -105,15 +121,30 @@ async def load(store: EventStore, n: int) -> tuple[float, float]:
         await store.write(rows)
         if first % (BATCH * 50) == 0:
             print(f"  … {first + len(rows):,} written", file=sys.stderr)
-    written = time.perf_counter() - began
-    indexer = SearchIndexer(store, Redactor())
+    return time.perf_counter() - began
+
+
+async def catch_up(store: EventStore) -> None:
+    """What a running eventscope keeps behind ingest: the text index and the type catalog
+    (each resumes from its own progress row, so a reused store only takes in what is new);
+    on Postgres then the statistics autovacuum would have gathered by then."""
     began = time.perf_counter()
+    indexer = SearchIndexer(store, Redactor())
     done = 0
     while (step := await indexer.index_some()) > 0:
         done += step
         if done % 100_000 < step:
             print(f"  … {done:,} indexed", file=sys.stderr)
-    return written, time.perf_counter() - began
+    print(f"  indexed {done:,} in {time.perf_counter() - began:.0f} s", file=sys.stderr)
+    began = time.perf_counter()
+    catalog = TypeCatalog(store)
+    while await catalog.catalog_some() > 0:
+        pass
+    print(f"  catalogued types in {time.perf_counter() - began:.0f} s", file=sys.stderr)
+    if not store.is_sqlite:
+        async with store.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("ANALYZE"))
 
 
 Query = Callable[[random.Random], Awaitable[Any]]
@@ -149,12 +180,28 @@ def queries(store: EventStore, n: int) -> dict[str, tuple[Query, float, dict[str
     def text_search(rng: random.Random) -> dict[str, list[str]]:
         return {"q": [" ".join(rng.sample(WORDS, 2))]}
 
+    def trace(name: str) -> Query:
+        async def run(rng: random.Random) -> Any:
+            """What the trace page reads and builds (waterfall, lanes, tree), not its HTML."""
+            return await build_trace(await store.trace.page(name, TRACE_PAGE))
+
+        return run
+
+    async def types_page(rng: random.Random) -> Any:
+        """What /api/types and the /types page read and build (the catalog, not the events)."""
+        minute = int(time.time() // 60)
+        found = await store.types.page(100, since_minute=minute - RATE_MINUTES + 1)
+        return [type_view(r, found.rates.get(r["type_key"], {}), minute, None) for r in found.rows]
+
     return {
         "first page, no filter (baseline)": (first_page, 50.0, {}),
         "wildcard routing key": (page(wildcard), 50.0, {"routing_key": ["order.*"]}),
         "correlation id": (page(correlation), 50.0, correlation(random.Random(1))),
         "type and time range": (page(type_and_time), 50.0, type_and_time(random.Random(1))),
         "text search": (page(text_search), 300.0, {"q": ["card declined"]}),
+        "types page (catalog)": (types_page, 50.0, {}),
+        "trace of 1,000 events, first page": (trace("req_big_1000"), 50.0, {}),
+        "trace of 10,000 events, first page": (trace("req_big_10000"), 50.0, {}),
     }
 
 
@@ -185,7 +232,9 @@ async def explain(store: EventStore, params: dict[str, list[str]]) -> str:
     return "\n".join("    " + " | ".join(str(c) for c in row) for row in rows)
 
 
-async def run_database(url: str, n: int, repeat: int, show_plans: bool) -> list[dict[str, Any]]:
+async def run_database(
+    url: str, n: int, repeat: int, show_plans: bool, load_only: bool = False
+) -> list[dict[str, Any]]:
     await upgrade_async(url)
     store = EventStore(url)
     try:
@@ -195,8 +244,10 @@ async def run_database(url: str, n: int, repeat: int, show_plans: bool) -> list[
         elif present:
             raise SystemExit(f"{url} holds {present:,} events, not {n:,}: drop it first")
         else:
-            written, indexed = await load(store, n)
-            print(f"  loaded {n:,} in {written:.0f} s, indexed in {indexed:.0f} s", file=sys.stderr)
+            print(f"  loaded {n:,} in {await load(store, n):.0f} s", file=sys.stderr)
+        await catch_up(store)
+        if load_only:
+            return []
         results = []
         baseline = None
         for name, (query, target, sample) in queries(store, n).items():
@@ -252,30 +303,40 @@ async def main() -> int:
         action="store_true",
         help=f"keep the loaded stores ({KEPT_SQLITE} and database {KEPT_POSTGRES}) and reuse them",
     )
+    parser.add_argument("--load-only", action="store_true", help="load (and keep), time nothing")
     args = parser.parse_args()
     for database in args.databases.split(","):
         print(f"[{database}] loading {args.events:,} events …", file=sys.stderr)
         if database == "sqlite" and args.reuse:
             url = f"sqlite+aiosqlite:///{KEPT_SQLITE.format(n=args.events)}"
-            results = await run_database(url, args.events, args.repeat, args.explain)
+            results = await run_database(
+                url, args.events, args.repeat, args.explain, args.load_only
+            )
         elif database == "sqlite":
             with tempfile.TemporaryDirectory() as tmp:
                 url = f"sqlite+aiosqlite:///{Path(tmp) / 'events.db'}"
-                results = await run_database(url, args.events, args.repeat, args.explain)
+                results = await run_database(
+                    url, args.events, args.repeat, args.explain, args.load_only
+                )
         elif args.reuse:
             name = KEPT_POSTGRES.format(n=args.events)
             ensure_database(name)
             url = PG_URL.format(name=name)
-            results = await run_database(url, args.events, args.repeat, args.explain)
+            results = await run_database(
+                url, args.events, args.repeat, args.explain, args.load_only
+            )
         else:
             name = f"eventscope_query_{uuid.uuid4().hex[:8]}"
             psql(f"CREATE DATABASE {name}")
             try:
                 url = PG_URL.format(name=name)
-                results = await run_database(url, args.events, args.repeat, args.explain)
+                results = await run_database(
+                    url, args.events, args.repeat, args.explain, args.load_only
+                )
             finally:
                 psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        report(database, args.events, results)
+        if results:
+            report(database, args.events, results)
     return 0
 
 

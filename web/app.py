@@ -19,6 +19,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.template.config import TemplateConfig
 from litestar.types import Message, Scope
 
+from eventscope.backend.event_wait import WaitRoom
 from eventscope.backend.redaction import Redactor
 from eventscope.backend.runtime import Runtime
 from eventscope.backend.settings import Settings
@@ -29,12 +30,23 @@ from eventscope.web.event_view import masked_row
 from eventscope.web.live import LiveHub, Renderers
 from eventscope.web.ratelimit import SlidingWindow
 from eventscope.web.request import AnyRequest
+from eventscope.web.routes.aggregates import (
+    AggregatePages,
+    AggregatesApi,
+    aggregates_api,
+    aggregates_page,
+)
 from eventscope.web.routes.api import EventsApi
 from eventscope.web.routes.audit import audit_api, audit_page
+from eventscope.web.routes.compare import compare_api, compare_page
+from eventscope.web.routes.correlation_events import CorrelationEventsApi
+from eventscope.web.routes.correlations import CorrelationPages, CorrelationsApi
+from eventscope.web.routes.export import export_events
 from eventscope.web.routes.health import healthz
 from eventscope.web.routes.live import live_socket
 from eventscope.web.routes.login import login_page, login_submit, logout
 from eventscope.web.routes.pages import Pages
+from eventscope.web.routes.types import type_api, type_changes_api, types_api, types_page
 from eventscope.web.templating import asset_dir, create_environment, render
 
 log = logging.getLogger(__name__)
@@ -62,7 +74,7 @@ async def add_security_headers(message: Message, scope: Scope) -> None:
         headers = MutableScopeHeaders.from_message(message)
         for name, value in SECURITY_HEADERS.items():
             headers[name] = value
-        if scope.get("path", "").startswith(("/api/", "/events/")) or scope.get("path") == "/":
+        if not scope.get("path", "").startswith("/static/"):  # every page shows bus data
             headers.setdefault("cache-control", "no-store")
 
 
@@ -124,6 +136,8 @@ def create_app(
         redactor=redactor,
     )
     runtime.add_task("live-hub", hub.run)
+    waits = WaitRoom(runtime.feed)  # the long-poll's waiters (`?wait=`), woken by the feed
+    runtime.add_task("event-waits", waits.run)
     web = WebContext(
         runtime=runtime,
         env=env,
@@ -142,6 +156,10 @@ def create_app(
         route_handlers=[
             Pages,
             EventsApi,
+            CorrelationEventsApi,
+            CorrelationPages,
+            CorrelationsApi,
+            export_events,
             healthz,
             live_socket,
             login_page,
@@ -149,6 +167,16 @@ def create_app(
             logout,
             audit_page,
             audit_api,
+            types_page,
+            types_api,
+            type_api,
+            type_changes_api,
+            compare_page,
+            compare_api,
+            aggregates_page,
+            aggregates_api,
+            AggregatePages,
+            AggregatesApi,
             create_static_files_router(path="/static", directories=[asset_dir("static")]),
         ],
         dependencies=DEPENDENCIES,
@@ -159,7 +187,7 @@ def create_app(
         before_send=[add_security_headers],
         exception_handlers={HTTPException: handle_http_error, Exception: handle_crash},
         allowed_hosts=AllowedHostsConfig(allowed_hosts=settings.hosts),
-        state=State({"web": web}),
+        state=State({"web": web, "waits": waits}),
         request_max_body_size=64 * 1024,
         debug=False,
     )

@@ -1,4 +1,4 @@
-"""The `eventscope` command: serve, ingest, demo, db upgrade.
+"""The `eventscope` command: serve, ingest, demo, db upgrade, export, reindex.
 
 Every setting is a flag on every command and an EVENTSCOPE_* variable; flags win over the
 environment. The flags are generated from backend.settings, so they cannot drift from the docs.
@@ -82,9 +82,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hasher.add_argument("name", help="login name")
     hasher.add_argument("--role", choices=("viewer", "operator"), default="viewer")
-    for sub in (serve, ingest, demo, upgrade):
+    exporter = commands.add_parser(
+        "export", help="write the events a filter selects as NDJSON or JSON (oldest first)"
+    )
+    _add_export_flags(exporter)
+    reindexer = commands.add_parser(
+        "reindex", help="re-extract stored events with the current extraction rules"
+    )
+    reindexer.add_argument("--batch-size", type=int, default=500, metavar="N")
+    reindexer.add_argument(
+        "--after", metavar="CURSOR", help="resume after this cursor (printed when interrupted)"
+    )
+    reindexer.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_setting_flags(reindexer)
+    for sub in (serve, ingest, demo, upgrade, exporter):
         _add_setting_flags(sub)
     return parser
+
+
+def _add_export_flags(parser: argparse.ArgumentParser) -> None:
+    from eventscope.backend.filters import PARAMETERS
+
+    parser.add_argument(
+        "--filter",
+        default="",
+        metavar="QUERY",
+        help="filters as a query string, as in the page's URL: 'routing_key=order.*&type=X'",
+    )
+    group = parser.add_argument_group("filters (docs/api.md#filters; repeat the repeatable ones)")
+    for name in PARAMETERS:
+        group.add_argument(
+            "--" + name.replace("_", "-"), dest=f"filter_{name}", action="append", default=[]
+        )
+    parser.add_argument("--after", metavar="CURSOR", help="only events newer than this cursor")
+    parser.add_argument("--before", metavar="CURSOR", help="only events older than this cursor")
+    parser.add_argument("--format", choices=("ndjson", "json"), default="ndjson")
+    parser.add_argument(
+        "--output", "-o", default="-", metavar="FILE", help="where to write (- for stdout)"
+    )
+    parser.add_argument(
+        "--masked", action="store_true", help="mask secrets as viewers see them (no raw bytes)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -194,6 +233,201 @@ def cmd_hash_password(name: str, role: str) -> None:
     print(f"{name}:{role}:{hash_password(password)}")
 
 
+class ExportProgress:
+    """A plain-text progress bar on stderr: redrawn in place on a terminal, a line per 10,000
+    events otherwise. The total comes from a capped count (`≥ N` when capped, none for
+    header/field filters)."""
+
+    def __init__(self, total: int, capped: bool, stream: Any | None) -> None:
+        self.total, self.capped, self.stream = total, capped, stream  # None: count only
+        self.done = 0
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self._shown = 0.0
+
+    def line(self) -> str:
+        if self.total < 0:
+            return f"{self.done:,} events"
+        if self.capped:
+            return f"{self.done:,} of ≥ {self.total:,} events"
+        share = min(self.done / self.total, 1.0) if self.total else 1.0
+        bar = "#" * int(share * 30)
+        return f"[{bar:<30}] {self.done:,} / {self.total:,} events"
+
+    def __call__(self, n: int) -> None:
+        import time
+
+        before, self.done = self.done, self.done + n
+        if self.stream is None:
+            return
+        if self.tty and time.monotonic() - self._shown > 0.1:
+            self._shown = time.monotonic()
+            self.stream.write("\r" + self.line())
+            self.stream.flush()
+        elif not self.tty and before // 10_000 != self.done // 10_000:
+            self.stream.write(self.line() + "\n")
+
+    def finish(self) -> None:
+        if self.stream is None:
+            return
+        self.stream.write(("\r" if self.tty else "") + self.line() + "\n")
+        self.stream.flush()
+
+
+def _export_filter_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl
+
+    from eventscope.backend.filters import PARAMETERS
+
+    pairs = parse_qsl(args.filter.lstrip("?"), keep_blank_values=True)
+    for name in PARAMETERS:
+        pairs += [(name, value) for value in getattr(args, f"filter_{name}")]
+    return pairs
+
+
+def cmd_export(settings: Settings, args: argparse.Namespace) -> None:
+    """`eventscope export`: the same export as the page's Export link, from the database."""
+    from eventscope.backend.export import Span, export_stream
+    from eventscope.backend.filters import FilterError, multi, parse_filter
+    from eventscope.backend.redaction import Redactor
+    from eventscope.backend.store.eventstore import EventStore
+    from eventscope.backend.store.paging import Cursor
+    from eventscope.backend.store.sqlite_writer import sqlite_path
+
+    try:
+        event_filter = parse_filter(multi(_export_filter_pairs(args)))
+        span = Span(
+            after=Cursor.parse(args.after) if args.after else None,
+            before=Cursor.parse(args.before) if args.before else None,
+        )
+    except (FilterError, ValueError) as exc:
+        raise SystemExit(f"eventscope: {exc}") from None
+    mask = Redactor(settings.redact_fields) if args.masked else None
+    target = None if args.output == "-" else args.output
+    database = sqlite_path(settings.database_url)
+    if database is not None and not os.path.exists(database):
+        raise SystemExit(f"eventscope: no database at {database}")
+
+    async def run() -> int:
+        store = EventStore(settings.database_url)
+        try:
+            total, capped = await store.search.count(event_filter)
+            progress = ExportProgress(total, capped, None if args.quiet else sys.stderr)
+            out = sys.stdout.buffer if target is None else open(target + ".part", "wb")  # noqa: SIM115, ASYNC230
+            try:
+                async for chunk in export_stream(
+                    store,
+                    event_filter,
+                    args.format,
+                    span=span,
+                    mask=mask,
+                    progress=progress,
+                ):
+                    out.write(chunk)
+                out.flush()
+            finally:
+                if target is not None:
+                    out.close()
+            if target is not None:
+                os.replace(target + ".part", target)
+            progress.finish()
+            return progress.done
+        finally:
+            await store.close()
+
+    try:
+        count = asyncio.run(run())
+    except Exception as exc:  # a database that is missing, not migrated or unreachable
+        raise SystemExit(f"eventscope: export failed: {type(exc).__name__}: {exc}") from None
+    if not args.quiet:
+        where = target or "stdout"
+        print(f"eventscope: exported {count:,} events to {where}", file=sys.stderr)
+
+
+def cmd_reindex(settings: Settings, args: argparse.Namespace) -> None:
+    """`eventscope reindex`: re-extract stored events after a rule change (backend/reindex.py),
+    with a progress bar on stderr; on an interrupt or error, says where to resume."""
+    from eventscope.backend.extraction import extractor_for
+    from eventscope.backend.redaction import Redactor
+    from eventscope.backend.reindex import Progress, progress_line, reindex
+    from eventscope.backend.store.eventstore import EventStore
+    from eventscope.backend.store.migrate import upgrade_async
+    from eventscope.backend.store.paging import ORIGIN, Cursor
+    from eventscope.backend.store.sqlite_writer import sqlite_path
+
+    try:
+        start = Cursor.parse(args.after) if args.after else ORIGIN
+    except ValueError as exc:
+        raise SystemExit(f"eventscope: --after: {exc}") from None
+    if args.batch_size < 1:
+        raise SystemExit("eventscope: --batch-size must be at least 1")
+    database = sqlite_path(settings.database_url)
+    if database is not None and not os.path.exists(database):
+        raise SystemExit(f"eventscope: no database at {database}")
+    tty = sys.stderr.isatty()
+    last = [Progress(0, position=start)]
+
+    def show(p: Progress) -> None:
+        shown_tenth = last[0].done * 10 // max(last[0].total, 1)
+        last[0] = p
+        if args.quiet:
+            return
+        if tty:
+            print("\r" + progress_line(p), end="", file=sys.stderr, flush=True)
+        elif p.done * 10 // max(p.total, 1) != shown_tenth or not p.done:
+            print(progress_line(p), file=sys.stderr, flush=True)
+
+    result: list[Progress] = []
+
+    async def main(stop: asyncio.Event) -> None:
+        await upgrade_async(settings.database_url)
+        store = EventStore(settings.database_url)
+        try:
+            done = await reindex(
+                store,
+                extractor_for(settings.extraction_rules),
+                mask=Redactor(settings.redact_fields),
+                batch=args.batch_size,
+                start=start,
+                progress=show,
+                stop=stop.is_set,
+            )
+            result.append(done)
+            if done.updated:  # the catalogs counted the old values: count again
+                await store.types.reset()
+                await store.aggregates.reset()
+        finally:
+            await store.close()
+
+    try:
+        _run_until_signalled(main)
+    except Exception as exc:  # the database went away: what is done stays done
+        if tty and not args.quiet:
+            print(file=sys.stderr)
+        raise SystemExit(
+            f"eventscope: reindex stopped ({type(exc).__name__}: {exc}); continue with "
+            f"`eventscope reindex --after {last[0].position}`"
+        ) from None
+    if tty and not args.quiet:
+        print(file=sys.stderr)
+    done = result[0]
+    print(
+        f"eventscope: re-extracted {done.done:,} of {done.total:,} events: {done.updated:,} "
+        f"updated, {done.kept + done.refused:,} left as they were",
+        file=sys.stderr,
+    )
+    if done.updated:
+        print(
+            "eventscope: the type and aggregate catalogs (/types, /aggregates) are counted "
+            "again from the start; restart `eventscope serve` so cached aggregate states are "
+            "folded again",
+            file=sys.stderr,
+        )
+    if not done.finished:
+        raise SystemExit(
+            f"eventscope: interrupted; continue with `eventscope reindex --after {done.position}`"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "hash-password":
@@ -218,6 +452,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         cmd_demo(settings)
     elif args.command == "db":
         cmd_db_upgrade(settings)
+    elif args.command == "export":
+        cmd_export(settings, args)
+    elif args.command == "reindex":
+        cmd_reindex(settings, args)
 
 
 if __name__ == "__main__":

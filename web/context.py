@@ -95,7 +95,16 @@ class WebContext:
             "redeliveries_skipped": rec.skipped_redeliveries if rec else 0,
             "stored_reduced": rec.reduced if rec else 0,
             "undecodable": rec.undecodable if rec else 0,
+            "excluded": rec.excluded if rec else 0,
+            # Work kept behind ingest: how stale search and the type catalog are (None: not
+            # started yet; 0: caught up).
+            "search_behind_seconds": _seconds(self.runtime.indexer.behind),
+            "types_behind_seconds": _seconds(self.runtime.catalog.behind),
         }
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def _iso(epoch: float | None) -> str | None:

@@ -3,6 +3,7 @@ injection: the store, the settings, who is asking and what they may see, a page 
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -11,10 +12,11 @@ from litestar.di import Provide
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import QueryParameter
 
+from eventscope.backend.filters import FilterError, parse_when
 from eventscope.backend.redaction import Redactor
 from eventscope.backend.settings import Settings
 from eventscope.backend.store.eventstore import EventStore
-from eventscope.backend.store.paging import Cursor
+from eventscope.backend.store.paging import ORIGIN, Cursor
 from eventscope.web.auth import Principal
 from eventscope.web.context import WebContext
 from eventscope.web.request import AnyRequest
@@ -48,22 +50,43 @@ class Position:
 
     before: Cursor | None = None
     after: Cursor | None = None
+    at: dt.datetime | None = None  # a jump to a time: `before` is then that time's position
 
 
 CURSOR_HELP = "A cursor (`<seq>-<id>`, from `next_before`/`next_after`) or a row id."
+AT_HELP = (
+    "Jump to a time: the page of events received at or before it, newest first (ISO 8601, UTC "
+    "when no offset, or an age such as `2h`). Combines with every filter; not with before/after."
+)
 
 
 async def _position(
     state: State,
     before: Annotated[str | None, QueryParameter(description=CURSOR_HELP)] = None,
     after: Annotated[str | None, QueryParameter(description=CURSOR_HELP)] = None,
+    at: Annotated[str | None, QueryParameter(description=AT_HELP)] = None,
 ) -> Position:
-    if before is not None and after is not None:
-        raise ValidationException("give `before` or `after`, not both")
+    at = at if at and at.strip() else None  # an empty box in a form means "no jump"
+    if sum(value is not None for value in (before, after, at)) > 1:
+        raise ValidationException("give one of `before`, `after` and `at`")
     store = _store(state)
+    if at is not None:
+        return await _jump(at, store)
     return Position(
         before=await _cursor("before", before, store), after=await _cursor("after", after, store)
     )
+
+
+async def _jump(value: str, store: EventStore) -> Position:
+    """The page `before` the newest event received at or before the time, that event included
+    (the cursor just past it); before every row when nothing is that old."""
+    try:
+        when = parse_when("at", value[:100], dt.datetime.now(dt.UTC))
+    except FilterError as exc:
+        raise ValidationException(str(exc)) from None
+    found = await store.events.cursor_at(when)
+    inclusive = Cursor(found.seq, found.id + 1) if found is not None else ORIGIN
+    return Position(before=inclusive, at=when)
 
 
 async def _cursor(name: str, value: str | None, store: EventStore) -> Cursor | None:

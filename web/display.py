@@ -75,6 +75,11 @@ def bus_text(value: Any, keep_layout: bool = False) -> Markup:
     return Markup('<bdi class="v">' + "".join(parts) + "</bdi>")  # noqa: S704 - parts escaped
 
 
+def replace_invisible(text: str) -> tuple[str, int]:
+    """`text` with its invisible characters as U+FFFD, and how many (past a badge budget)."""
+    return _INVISIBLE.subn("\ufffd", text)
+
+
 def visible(value: Any) -> str:
     """One line of text with invisible characters spelled out, for attributes like title."""
     if value is None:

@@ -11,7 +11,7 @@ from eventscope.backend.filters import EXACT, EventFilter, FilterError, parse_fi
 from eventscope.backend.redaction import Redactor
 
 # Parameters pages, the API and the socket read themselves; everything else is a filter.
-OWN_PARAMETERS = ("before", "after", "limit", "format", "wait", "min_count")
+OWN_PARAMETERS = ("before", "after", "at", "limit", "format", "wait", "min_count")
 CHIP_LABELS = {
     "routing_key": "routing key",
     "routing_key_exact": "routing key =",

@@ -9,6 +9,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 import eventscope
 from eventscope.web import display
+from eventscope.web.aggregate_links import aggregate_url
 
 _PACKAGE = Path(eventscope.__file__).parent
 
@@ -39,6 +40,7 @@ def create_environment() -> Environment:
         cursor=display.cursor,
     )
     env.globals["text"] = display.bus_text
+    env.globals["aggregate_url"] = aggregate_url  # links to an aggregate at a version
     return env
 
 

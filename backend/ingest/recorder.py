@@ -11,6 +11,9 @@ SQLite batches go through one dedicated writer thread (see docs/performance.md).
   bound it cancels its consumer and consumes again once a commit frees room (`flow.py`); a
   batch the database refuses is split to isolate the row, which is stored reduced (`Committer`);
 - no message can stop it: frames pamqp cannot decode are read leniently (`amqp_lenient`);
+- a delivery whose routing key matches `exclude_routing_keys` is not stored: its tag joins the
+  watermark as if committed (acked once every tag below it is committed, by the writer task,
+  the one place that acks) and it is counted in the status;
 - a lost connection drops the uncommitted deliveries of that channel, including a batch still
   being retried (the broker redelivers them, flagged) and reconnects with backoff.
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -40,6 +44,7 @@ import aiormq
 from eventscope.backend import amqp_lenient
 from eventscope.backend.amqp_session import connect, run_reconnecting
 from eventscope.backend.envelope import Delivery, properties_from_header, to_row
+from eventscope.backend.extraction import extractor_for
 from eventscope.backend.ingest.acks import AckWatermark
 from eventscope.backend.ingest.committer import CommitFailure, Committer, new_batch_key
 from eventscope.backend.ingest.flow import HeldBytes, held_size
@@ -48,6 +53,7 @@ from eventscope.backend.ingest.topology import TapSpec, bind_everything, declare
 from eventscope.backend.settings import Settings
 from eventscope.backend.store.eventstore import EventStore
 from eventscope.backend.store.writer import BatchResult, Ledger
+from eventscope.backend.topic import TopicPattern, any_matches
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +85,7 @@ class _Session:
     rows: list[dict[str, Any]] = field(default_factory=list)
     tags: list[int] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
+    excluded_tags: list[int] = field(default_factory=list)  # not stored: acked by the writer
     body_bytes: int = 0
     first_at: float = 0.0
     gone: asyncio.Event = field(default_factory=asyncio.Event)  # dropped or stopping
@@ -117,6 +124,8 @@ class Recorder:
         self._max_bytes = settings.batch_max_bytes
         self._max_body = settings.max_body_bytes
         self._window = settings.batch_max_wait_ms / 1000
+        self._extractor = extractor_for(settings.extraction_rules)
+        self._excluded = _exclusion(settings.exclude_routing_keys)
         self._committer = Committer(self._write_unlisted, store.ping, self._on_commit_error)
         self._held = HeldBytes(
             settings.max_held_bytes, settings.prefetch, settings.max_body_bytes + HEADER_ALLOWANCE
@@ -132,6 +141,9 @@ class Recorder:
         if session is None or message.channel is not session.channel:
             return  # a late delivery from a channel we gave up: the broker redelivers it
         deliver: Any = message.delivery  # always Basic.Deliver on a consumer
+        if self._excluded is not None and self._excluded(deliver.routing_key):
+            self._exclude(session, deliver.delivery_tag)
+            return
         content = message.header
         props, headers = properties_from_header(content.properties)
         body = message.body
@@ -152,6 +164,7 @@ class Recorder:
                     else None,
                 ),
                 self._max_body,
+                extractor=self._extractor,
             )
         except Exception:  # envelope is defensive; this is the last line, never lose ingest
             log.exception("could not describe delivery %s; storing it raw", deliver.delivery_tag)
@@ -181,6 +194,17 @@ class Recorder:
         if len(session.rows) >= self._max_events or session.body_bytes >= self._max_bytes:
             self._batch_ready.set()
 
+    def _exclude(self, session: _Session, tag: int) -> None:
+        """Not stored, on purpose: the writer acks it with the committed tags around it."""
+        session.excluded_tags.append(tag)
+        self.status.excluded += 1
+        if session.consumer_tag is not None:
+            session.received += 1
+            if session.received == session.window:
+                session.steer.set()
+        if len(session.excluded_tags) >= self._max_events:
+            self._batch_ready.set()
+
     # -- writer ---------------------------------------------------------------------------
 
     def _take_batch(self, session: _Session) -> tuple[list[dict[str, Any]], list[int], int]:
@@ -201,6 +225,11 @@ class Recorder:
     async def _writer(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             session = self._session
+            if session is not None and session.excluded_tags:
+                tags, session.excluded_tags = session.excluded_tags, []
+                await self._ack(session, tags)  # once per turn: batches are never starved
+                self.status.note_excluded_acked()
+                session = self._session
             if session is None or not session.rows:
                 if not self.status.tap_depth:
                     self.status.note_idle()
@@ -457,6 +486,7 @@ class Recorder:
         session.rows.clear()
         session.tags.clear()
         session.sizes.clear()
+        session.excluded_tags.clear()
         self.status.paused = False
 
     async def _consume_until_lost(self, stop: asyncio.Event) -> None:
@@ -549,6 +579,22 @@ class Recorder:
             self.status.tap_bound_hit_at = time.time()
         if int(result.consumer_count or 0) == 0 and session.consumer_tag is not None:
             raise ConnectionError("the broker cancelled our consumer")
+
+
+def _exclusion(patterns: Sequence[str]) -> Callable[[str], bool] | None:
+    """Whether a routing key is excluded (None: nothing is); keys repeat, answers are cached."""
+    if not patterns:
+        return None
+    parsed = [TopicPattern.parse(p) for p in patterns]
+
+    @functools.lru_cache(maxsize=4096)
+    def matches(routing_key: str) -> bool:
+        return any_matches(parsed, routing_key)
+
+    def excluded(routing_key: Any) -> bool:
+        return isinstance(routing_key, str) and matches(routing_key)
+
+    return excluded
 
 
 def _raw_row(deliver: Any, content: Any, body: bytes, max_body: int) -> dict[str, Any]:

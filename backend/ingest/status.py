@@ -37,6 +37,7 @@ class RecorderStatus:
     duplicates: int = 0
     reduced: int = 0  # rows the database refused whole, stored reduced
     undecodable: int = 0  # messages whose properties nothing could decode (raw bytes kept)
+    excluded: int = 0  # deliveries not stored: their routing key is excluded (acked, counted)
     holding: int = 0  # deliveries received but not yet committed
     held_bytes: int = 0  # their bytes (bodies as kept, headers, properties)
     held_bound: int = 0  # max_held_bytes: at this many the recorder stops taking deliveries
@@ -60,6 +61,10 @@ class RecorderStatus:
 
     def note_idle(self) -> None:
         """Nothing to do (no deliveries held): not a stall."""
+        self._last_progress = time.monotonic()
+
+    def note_excluded_acked(self) -> None:
+        """Excluded deliveries were acked: the tap queue moves although nothing is stored."""
         self._last_progress = time.monotonic()
 
     def note_error(self, message: str) -> None:

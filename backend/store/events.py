@@ -5,6 +5,7 @@ Every list is keyset-paged on the commit-order cursor (paging.py) and has a limi
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, text
@@ -58,6 +59,15 @@ class EventQueries:
             query = query.where(events.c.commit_seq < PG_HORIZON)
         return await self._all(query.order_by(*OLDEST_FIRST).limit(limit))
 
+    async def held_back_after(self, cursor: Cursor) -> bool:
+        """Postgres: rows after `cursor` are committed but not yet handed out, because a
+        transaction older than them is still open (`PG_HORIZON`). Never on SQLite."""
+        if self.store.is_sqlite:
+            return False
+        query = select(events.c.id).where(after(cursor), events.c.commit_seq >= PG_HORIZON)
+        async with self.store.engine.connect() as conn:
+            return (await conn.execute(query.limit(1))).first() is not None
+
     async def position(self) -> tuple[Cursor, int]:
         """Where the feed starts: the newest handed-out-able cursor and the number of rows."""
         async with self.store.engine.connect() as conn:
@@ -97,6 +107,26 @@ class EventQueries:
             select(events.c.commit_seq, events.c.id).where(events.c.id == event_id)
         )
         return Cursor.of(rows[0]) if rows else None
+
+    async def cursor_at(self, when: dt.datetime) -> Cursor | None:
+        """Where history stands at `when`: the cursor of the newest event received at or before
+        it (ties broken by commit order), or None when nothing is that old. Two lookups on the
+        `received_at` index: the latest time, then the rows of that time."""
+        async with self.store.engine.connect() as conn:
+            latest = await conn.scalar(
+                select(func.max(events.c.received_at)).where(events.c.received_at <= when)
+            )
+            if latest is None:
+                return None
+            found = (
+                await conn.execute(
+                    select(events.c.commit_seq, events.c.id)
+                    .where(events.c.received_at == latest)
+                    .order_by(*NEWEST_FIRST)
+                    .limit(1)
+                )
+            ).first()
+        return Cursor(int(found[0]), int(found[1])) if found else None
 
     async def related(
         self, row: dict[str, Any], limit: int = 20

@@ -4,8 +4,9 @@ Everything that reads or writes the database goes through one store object, so t
 where SQLite and Postgres differ are written once, here and in the writers. The store grows by
 feature modules, each a small class holding the store: `events` (pages, one event, related
 events, the committed-rows feed), `search` (the filter language), `fulltext` (the search index
-behind ingest) and `audit`; traces, aggregates, dead letters and retention add theirs the same
-way.
+behind ingest), `types` (the event type catalog, also behind ingest), `aggregates` (one
+aggregate's events and the aggregate catalog) and `audit`; dead letters and retention add theirs
+the same way.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from eventscope.backend.store.aggregates import AggregateQueries
 from eventscope.backend.store.audit import AuditLog
 from eventscope.backend.store.engine import create_engine
 from eventscope.backend.store.events import EventQueries
 from eventscope.backend.store.fulltext import FullText
 from eventscope.backend.store.search import EventSearch
 from eventscope.backend.store.sqlite_writer import SqliteBatchWriter, sqlite_path
+from eventscope.backend.store.trace import TraceQueries
+from eventscope.backend.store.types import EventTypes
 from eventscope.backend.store.writer import BatchResult, Ledger, PostgresBatchWriter
 
 
@@ -37,6 +41,9 @@ class EventStore:
         self.audit = AuditLog(self)
         self.search = EventSearch(self)
         self.fulltext = FullText(self)
+        self.trace = TraceQueries(self)  # one correlation's events (backend/trace.py)
+        self.types = EventTypes(self)  # the event type catalog (backend/type_catalog.py)
+        self.aggregates = AggregateQueries(self)  # one aggregate's events, the catalog
         self._writer: SqliteBatchWriter | PostgresBatchWriter | None = None
 
     @property

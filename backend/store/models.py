@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     text,
 )
+from sqlalchemy.dialects import postgresql
 
 metadata = MetaData()
 
@@ -78,7 +79,14 @@ events = Table(
     Index("ix_events_commit_order", "commit_seq", "id"),
     # Filter indexes end in the commit order every list pages by (paging.py).
     Index("ix_events_correlation_key", "correlation_key", "commit_seq", "id"),
-    Index("ix_events_aggregate_key", "aggregate_key", "aggregate_version"),
+    Index(  # an aggregate's events in commit order (backend/store/aggregates.py)
+        "ix_events_aggregate_key",
+        "aggregate_key",
+        "commit_seq",
+        "id",
+        sqlite_where=text("aggregate_key IS NOT NULL"),
+        postgresql_where=text("aggregate_key IS NOT NULL"),
+    ),
     Index("ix_events_routing_key", "routing_key", "commit_seq", "id"),
     Index("ix_events_event_type_key", "event_type_key", "commit_seq", "id"),
     Index("ix_events_message_id_key", "message_id_key"),
@@ -204,4 +212,101 @@ audit_log = Table(
     Column("details", Text),
     Index("ix_audit_log_at", "at"),
     sqlite_autoincrement=True,
+)
+
+# The event type catalog, kept behind ingest by backend/type_catalog.py: one row per event
+# type, and per routing key for events without a type; dead letters are left out. `type_key`
+# is the events' `event_type_key` for a type, a keyed hash of the routing key otherwise. The
+# JSON columns are bounded: shape (backend/shapes.py), sample (backend/payload_sample.py),
+# at most a few routing keys and recent changes.
+event_types = Table(
+    "event_types",
+    metadata,
+    Column("type_key", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(12), nullable=False),  # "type" or "routing_key"
+    Column("name", Text, nullable=False),  # the type's display form, or the routing key
+    Column("events", BigInteger, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("first_event_id", BigInteger, nullable=False),
+    Column("last_event_id", BigInteger, nullable=False),
+    Column("sample_event_id", BigInteger),
+    Column("sample", Text),
+    Column("shape", Text, nullable=False),
+    Column("routing_keys", Text, nullable=False),  # [[key, events], ...], busiest first
+    Column("other_routing_keys", BigInteger, nullable=False),  # events on keys not listed
+    Column("changes", BigInteger, nullable=False),  # shape changes flagged
+    Column("last_change_at", DateTime(timezone=True)),
+    Column("recent_changes", Text, nullable=False),  # the newest few, newest first
+    Index("ix_event_types_last_seen", "last_seen"),
+)
+
+# Every flagged shape change: the event that first showed it and what changed.
+type_shape_changes = Table(
+    "type_shape_changes",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("type_key", BigInteger, nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("changes", Text, nullable=False),
+    Index("ix_type_shape_changes_type", "type_key", "id"),
+    sqlite_autoincrement=True,
+)
+
+# Events per type per minute (unix minute), the last hour or so: the types page's rate chart.
+type_rate_buckets = Table(
+    "type_rate_buckets",
+    metadata,
+    Column("type_key", BigInteger, primary_key=True, autoincrement=False),
+    Column("minute", BigInteger, primary_key=True, autoincrement=False),
+    Column("events", BigInteger, nullable=False),
+    Index("ix_type_rate_buckets_minute", "minute"),
+)
+
+# Where the type catalog stands: every event up to this cursor is counted.
+type_catalog_progress = Table(
+    "type_catalog_progress",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("commit_seq", BigInteger, nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+)
+
+# The aggregate catalog, kept behind ingest by backend/aggregate_catalog.py: one row per
+# aggregate (type and id: the events' `aggregate_key`). Type and id are display forms, as in
+# `events`; `type_key` is the key of the type's display form (filtering by type), `id_prefix`
+# the id's first 64 characters in byte order (searching by prefix without LIKE).
+aggregates = Table(
+    "aggregates",
+    metadata,
+    Column("aggregate_key", BigInteger, primary_key=True, autoincrement=False),
+    Column("aggregate_type", Text),
+    Column("aggregate_id", Text, nullable=False),
+    Column("type_key", BigInteger),
+    Column(
+        "id_prefix",
+        String(64).with_variant(postgresql.VARCHAR(64, collation="C"), "postgresql"),
+        nullable=False,
+    ),
+    Column("events", BigInteger, nullable=False),  # every observation, dead letters included
+    Column("dead_letters", BigInteger, nullable=False),
+    Column("max_version", BigInteger),  # the highest version of an event that is no dead letter
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("first_event_id", BigInteger, nullable=False),
+    Column("last_event_id", BigInteger, nullable=False),  # the newest in commit order
+    Column("last_event_type", Text),
+    Index("ix_aggregates_last_seen", "last_seen", "aggregate_key"),
+    Index("ix_aggregates_type", "type_key", "last_seen", "aggregate_key"),
+    Index("ix_aggregates_id_prefix", "id_prefix", "aggregate_key"),
+)
+
+# Where the aggregate catalog stands: every event up to this cursor is counted.
+aggregate_catalog_progress = Table(
+    "aggregate_catalog_progress",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("commit_seq", BigInteger, nullable=False),
+    Column("event_id", BigInteger, nullable=False),
 )

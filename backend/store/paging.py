@@ -55,15 +55,17 @@ ORIGIN = Cursor(0, 0)  # before every row
 
 
 def after(cursor: Cursor) -> ColumnElement[bool]:
-    """Rows that come after `cursor` in commit order."""
+    """Rows that come after `cursor` in commit order. The plain `commit_seq >=` bound is
+    redundant for the result but lets both databases start the index scan at the cursor
+    (with the OR alone they walk the commit-order index from its first entry)."""
     seq, row = events.c.commit_seq, events.c.id
-    return or_(seq > cursor.seq, and_(seq == cursor.seq, row > cursor.id))
+    return and_(seq >= cursor.seq, or_(seq > cursor.seq, row > cursor.id))
 
 
 def before(cursor: Cursor) -> ColumnElement[bool]:
-    """Rows that come before `cursor` in commit order."""
+    """Rows that come before `cursor` in commit order (bounded like `after`)."""
     seq, row = events.c.commit_seq, events.c.id
-    return or_(seq < cursor.seq, and_(seq == cursor.seq, row < cursor.id))
+    return and_(seq <= cursor.seq, or_(seq < cursor.seq, row < cursor.id))
 
 
 NEWEST_FIRST = (events.c.commit_seq.desc(), events.c.id.desc())

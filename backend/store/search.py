@@ -5,7 +5,10 @@
 - Routing-key wildcards are matched (backend/topic.py) against the table of distinct routing
   keys, then answered by the routing-key index with the keys that matched.
 - `q` goes through the full-text index (SQLite FTS5, Postgres tsvector), filled behind ingest
-  by the search indexer (backend/search_index.py).
+  by the search indexer (backend/search_index.py). With another indexed filter, each candidate
+  row is checked against its own words (a probe by row id); alone, on SQLite, the text index
+  leads, read newest first by row id, which is commit order there (store/paging.py), so a
+  common word answers a page without collecting all its matches.
 - `header` and `field` cannot be indexed in general: rows that pass the indexed filters are read
   in commit order and checked here, at most `SCAN_LIMIT` rows per page; a page that stopped
   early says so and where to continue.
@@ -16,7 +19,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, false, func, select, text, true
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    column,
+    false,
+    func,
+    select,
+    table,
+    text,
+    true,
+)
 
 from eventscope.backend.envelope import aggregate_key, id_key, id_text
 from eventscope.backend.filter_match import content_matches
@@ -41,6 +55,8 @@ SCAN_LIMIT = 20_000  # rows read per page for header/field filters
 SCAN_CHUNK = 500
 MAX_MATCHING_KEYS = 10_000
 COUNT_CAP = 10_000
+_FTS = table("events_fts", column("rowid"))
+_FTS_MATCH = "events_fts MATCH :fts_match"
 _COLUMNS_BY_FILTER = {
     "exchange": events.c.exchange,
     "causation_id": events.c.causation_id,
@@ -87,8 +103,16 @@ class EventSearch:
                             break
         return sorted(keys)
 
-    async def conditions(self, f: EventFilter) -> list[ColumnElement[bool]]:
-        """The SQL conditions of every indexed part of the filter."""
+    def text_leads(self, f: EventFilter) -> bool:
+        """SQLite, `q` with nothing else an index narrows: read the text index newest first."""
+        narrowed = f.routing_keys or f.routing_keys_exact or f.exact or f.dead_letter
+        return self.store.is_sqlite and f.q is not None and not narrowed
+
+    async def conditions(
+        self, f: EventFilter, *, with_text: bool = True
+    ) -> list[ColumnElement[bool]]:
+        """The SQL conditions of every indexed part of the filter (`with_text=False`: all but
+        `q`, for a query the text index leads)."""
         where: list[ColumnElement[bool]] = []
         keys = await self.matching_keys(f)
         if keys is not None:
@@ -117,16 +141,21 @@ class EventSearch:
             where.append(events.c.received_at >= f.since)
         if f.until is not None:
             where.append(events.c.received_at <= f.until)
-        if f.q is not None:
-            where.append(events.c.id.in_(self._text_matches(f)))
+        if f.q is not None and with_text:
+            where.append(self._text_matches(f))
         return where
 
     def _text_matches(self, f: EventFilter) -> Any:
         assert f.q is not None
-        if self.store.is_sqlite:
-            return text("SELECT rowid FROM events_fts WHERE events_fts MATCH :match").bindparams(
-                match=fts5_match(f.q)
-            )
+        if self.store.is_sqlite:  # a probe of this row's own words
+            return text(
+                "EXISTS (SELECT 1 FROM events_fts WHERE events_fts MATCH :fts_match "
+                "AND events_fts.rowid = events.id)"
+            ).bindparams(fts_match=fts5_match(f.q))
+        return events.c.id.in_(self._ts_matches(f))
+
+    def _ts_matches(self, f: EventFilter) -> Any:
+        assert f.q is not None
         include, exclude = tsquery_terms(f.q)
         query = " && ".join(f"phraseto_tsquery('simple', :inc{i})" for i in range(len(include)))
         for i in range(len(exclude)):
@@ -146,9 +175,19 @@ class EventSearch:
         mask: Redactor | None = None,
     ) -> SearchPage:
         """Matching summaries, shown newest first, keyset paged like `store.events.page`."""
-        where = await self.conditions(f)
         newest_first = newer_than is None
         position = older_than if newest_first else newer_than
+        if self.text_leads(f) and not f.headers and not f.fields:
+            rows = await self._all(
+                self._text_led(f, await self.conditions(f, with_text=False))
+                .where(*_fts_position(position, newest_first))
+                .order_by(_FTS.c.rowid.desc() if newest_first else _FTS.c.rowid.asc())
+                .limit(limit)
+            )
+            return SearchPage(
+                Page.of(rows, limit, newest_first=newest_first, more_newer=older_than is not None)
+            )
+        where = await self.conditions(f)
         if not f.headers and not f.fields:
             query = select(*SUMMARY_COLUMNS).where(and_(true(), *where)).limit(limit)
             if position is not None:
@@ -204,15 +243,33 @@ class EventSearch:
         as "≥ N"). Header and field filters are not counted (a scan): `(-1, True)`."""
         if f.headers or f.fields:
             return -1, True
-        where = await self.conditions(f)
-        capped = select(events.c.id).where(and_(true(), *where)).limit(COUNT_CAP + 1).subquery()
+        if self.text_leads(f):
+            led = self._text_led(f, await self.conditions(f, with_text=False), events.c.id)
+            capped = led.limit(COUNT_CAP + 1).subquery()
+        else:
+            where = await self.conditions(f)
+            capped = select(events.c.id).where(and_(true(), *where)).limit(COUNT_CAP + 1).subquery()
         async with self.store.engine.connect() as conn:
             n = int(await conn.scalar(select(func.count()).select_from(capped)) or 0)
         return min(n, COUNT_CAP), n > COUNT_CAP
 
+    def _text_led(self, f: EventFilter, where: list[ColumnElement[bool]], *columns: Any) -> Any:
+        """Rows joined to the text index's matches (SQLite), the index driving the order."""
+        assert f.q is not None
+        match = text(_FTS_MATCH).bindparams(fts_match=fts5_match(f.q))
+        joined = events.join(_FTS, _FTS.c.rowid == events.c.id)
+        return select(*(columns or SUMMARY_COLUMNS)).select_from(joined).where(match, *where)
+
     async def _all(self, query: Any) -> list[dict[str, Any]]:
         async with self.store.engine.connect() as conn:
             return [dict(row._mapping) for row in await conn.execute(query)]
+
+
+def _fts_position(position: Cursor | None, newest_first: bool) -> list[ColumnElement[bool]]:
+    """The cursor as a row-id bound: on SQLite row ids are in commit order."""
+    if position is None:
+        return []
+    return [_FTS.c.rowid < position.id if newest_first else _FTS.c.rowid > position.id]
 
 
 _SUMMARY_NAMES = tuple(c.name for c in SUMMARY_COLUMNS)

@@ -31,6 +31,9 @@ HOSTILE = {
 HOSTILE_PAGES = [
     "/",
     "/events/{id}",
+    "/correlations?id=%22%3E%3Cimg+src%3Dx+onerror%3Dalert%281%29%3E",  # its correlation id
+    "/compare?a={id}&b={id}",
+    "/aggregates/view?event={id}",  # its aggregate, the hostile data folded into the state
 ]
 # Pages that must load without console messages, page errors, failed requests or CSP reports.
 CLEAN_PAGES = [
@@ -39,6 +42,10 @@ CLEAN_PAGES = [
     "/?before={cursor}",
     "/?after={cursor}",
     "/audit",
+    "/correlations",
+    "/compare?a={id}&b={id}",
+    "/aggregates",
+    "/aggregates/view?event={id}",
     "/login",
 ]
 

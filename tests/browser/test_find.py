@@ -52,7 +52,7 @@ def test_clicking_a_correlation_id_filters_by_it(
     publisher.publish(f"other.{t}", seed_event("other"))
     expect(row(page, f"other.{t}")).to_have_count(1)
 
-    row(page, f"order.paid.{t}").locator("td.co a").click()
+    row(page, f"order.paid.{t}").locator("td.co a.fv").click()
     expect(page.locator(".chip")).to_contain_text(correlation)
     expect(row(page, f"order.created.{t}")).to_have_count(1)
     expect(row(page, f"order.paid.{t}")).to_have_count(1)

@@ -360,8 +360,11 @@ def batches(draw: st.DrawFn) -> list[Message]:
 
 
 def _template_tags() -> frozenset[str]:
-    """Elements the app writes: the templates' and `web/display.py`'s (e.g. <bdi> isolation)."""
-    sources = [*(ROOT / "templates").glob("*.html"), ROOT / "web" / "display.py"]
+    """Elements the app writes: the templates' and those of the modules that build markup
+    (`web/display.py`: <bdi> isolation; `web/json_tree.py`: the foldable body)."""
+    markup = [p for p in (ROOT / "web").glob("*.py") if "Markup(" in p.read_text()]
+    assert {p.name for p in markup} >= {"display.py", "json_tree.py"}
+    sources = [*(ROOT / "templates").glob("*.html"), *markup]
     text = "".join(p.read_text() for p in sources)
     return frozenset(t.lower() for t in re.findall(r"<([a-zA-Z][a-zA-Z0-9-]*)", text))
 

@@ -47,9 +47,47 @@ def test_wheel_holds_one_import_package_with_its_assets(wheel: Path) -> None:
         "eventscope/templates/base.html",
         "eventscope/static/app.css",
         "eventscope/static/vendor/htmx.min.js",
+        "eventscope/testing/__init__.py",
+        "eventscope/testing/plugin.py",
+        "eventscope/examples/reducers/order.toml",
     ):
         assert needed in names, needed
     assert not [n for n in names if "__pycache__" in n or n.startswith("eventscope/tests")]
+
+
+def test_wheel_registers_the_pytest_plugin(wheel: Path) -> None:
+    """Installing eventscope gives every pytest run the `eventscope` fixture."""
+    archive = zipfile.ZipFile(wheel)
+    (entry_points,) = [n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt")]
+    text = archive.read(entry_points).decode()
+    assert "[pytest11]\neventscope = eventscope.testing.plugin" in text, text
+
+
+def test_the_test_client_needs_nothing_but_the_standard_library(
+    wheel: Path, tmp_path: Path
+) -> None:
+    """A project's test environment may lack the server's dependencies: eventscope.testing
+    imports (and its client works) with none of them installed."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    check = (
+        "import sys, eventscope.testing as t; "
+        "assert t.EventscopeClient and t.load_fixture; "
+        "print(sorted(m.split('.')[0] for m in sys.modules if m.split('.')[0] in "
+        "('litestar', 'sqlalchemy', 'httpx', 'aio_pika', 'pytest')))"
+    )
+    found = subprocess.run(
+        [str(python), "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == "[]"
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -95,6 +133,19 @@ def test_a_regular_install_in_a_fresh_virtualenv_serves_the_timeline(
         check=True,
     ).stdout.strip()
     assert where.startswith(str(venv)), f"imported from {where}, not the installed wheel"
+    demo_rules = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "from eventscope.backend.aggregates.reducer_set import load_reducers; "
+            "print(sorted(load_reducers(None, [], demo=True).reducers))",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert "('Order', 'OrderPaid')" in demo_rules.stdout, demo_rules.stderr  # package data
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         server = subprocess.Popen(

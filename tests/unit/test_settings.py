@@ -188,6 +188,8 @@ def test_cli_has_its_commands() -> None:
         "demo",
         "db upgrade",
         "hash-password",
+        "reindex",
+        "export",
     }
 
 

@@ -382,3 +382,21 @@ async def test_missing_fields_are_shown_as_a_dash(client: Client, put: Callable[
         cell = re.search(rf"<dt>{label}</dt><dd>(.*?)</dd>", detail)
         assert cell is not None, label
         assert re.sub(r"<[^>]+>", "", cell.group(1)).strip() == "—", label
+
+
+async def test_the_status_bar_says_when_search_lags(
+    client: Client, app: Litestar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Search is kept behind ingest; when it lags, a text search may miss the newest events."""
+    indexer = app.state.web.runtime.indexer
+
+    async def hold_still() -> int:  # the running indexer must not update `behind` meanwhile
+        return 0
+
+    monkeypatch.setattr(indexer, "index_some", hold_still)
+    indexer.behind = 3.0  # a few seconds is normal: nothing shown
+    assert 'id="search-behind"' not in (await client.get("/", headers=HTML)).text
+    indexer.behind = 95.4
+    page = (await client.get("/", headers=HTML)).text
+    assert 'id="search-behind"' in page and "search 95 s behind" in page
+    assert (await client.get("/api/status")).json()["search_behind_seconds"] == 95.4

@@ -15,10 +15,21 @@ from eventscope.backend.settings import Settings
 from eventscope.backend.store.eventstore import EventStore
 from eventscope.web.auth import operator_only
 from eventscope.web.context import WebContext
+from eventscope.web.copy_values import copy_values
 from eventscope.web.dependencies import Position, event_or_404
 from eventscope.web.event_view import masked_row, off_loop, page_context
-from eventscope.web.filtering import filter_context, filter_from, refuse_masked_values
+from eventscope.web.filtering import filter_context, filter_from, query, refuse_masked_values
+from eventscope.web.json_tree import pretty_tree
 from eventscope.web.request import AnyRequest
+
+
+def detail_page(row: dict[str, Any], mask: Redactor | None) -> dict[str, Any]:
+    """The detail template's context: `page_context`, the JSON body as a foldable tree and
+    the whole values the copy buttons copy."""
+    context = page_context(row, mask)
+    context["tree"] = pretty_tree(context["pretty"])
+    context["copies"] = copy_values(row, mask)
+    return context
 
 
 class Pages(Controller):
@@ -34,8 +45,9 @@ class Pages(Controller):
         mask: NamedDependency[Redactor | None],
         position: NamedDependency[Position],
     ) -> Template:
-        """Newest first, filtered by the filter language; with `before` or `after` a still page
-        of history, else live (new matching rows arrive over the socket)."""
+        """Newest first, filtered by the filter language; with `before`, `after` or `at` (a jump
+        to a time) a still page of history, else live (new matching rows arrive over the
+        socket)."""
         live = position.before is None and position.after is None
         size = settings.live_rows if live else settings.page_size
         context: dict[str, Any] = {
@@ -50,6 +62,7 @@ class Pages(Controller):
             "count": None,
             "scanned_out": False,
             "search_behind": None,
+            "at": position.at,  # a jump to a time (`?at=`): history at or before it
         }
         try:
             event_filter = filter_from(request.query_params.multi_items())
@@ -76,9 +89,9 @@ class Pages(Controller):
         )
         headers = {}
         if request.headers.get("hx-request"):  # typed in the filter bar: a clean URL to share
-            headers["HX-Push-Url"] = "/" + (
-                f"?{context['filter_query']}" if context["filter_query"] else ""
-            )
+            at = position.at.isoformat().replace("+00:00", "Z") if position.at else None
+            shared = query(event_filter.query_items(), at=at)
+            headers["HX-Push-Url"] = "/" + (f"?{shared}" if shared else "")
         return Template("timeline.html", context=context, headers=headers)
 
     @get("/events/{event_id:int}")
@@ -89,7 +102,7 @@ class Pages(Controller):
         event_id: FromPath[int],
     ) -> Template:
         row = await event_or_404(store, event_id)
-        context = await off_loop(page_context, row, mask)
+        context = await off_loop(detail_page, row, mask)
         related = await store.events.related(row)
         context["related"] = {
             kind: [masked_row(other, mask) for other in others] for kind, others in related.items()

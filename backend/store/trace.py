@@ -1,0 +1,554 @@
+"""One correlation's events, for traces: pages in event-time order, an exact summary, the
+causes a page names, and the list of recent correlations.
+
+Matching is exact: the correlation index's 64-bit key of the full id *and* the display text
+(`envelope.id_key`, `id_text`), so a prefix or a look-alike never joins another trace.
+
+Order and paging. A trace is read in event time — occurred-at, else received-at — then commit
+order: `(coalesce(occurred_at, received_at), commit_seq, id)`, keyset-paged on that triple
+(`TraceCursor`). No index holds that order; the correlation index (`correlation_key,
+commit_seq, id`) finds the correlation's rows and the database sorts them, keeping only the
+page (a top-N sort: memory for one page, time linear in the correlation's size). Paging by
+commit order through the index would stop early, but events do not commit in the order they
+happened (retries, other producers, dead letters arriving late), and a waterfall in the wrong
+order misleads; for the sizes a trace has (10,000 events) the sort costs milliseconds.
+
+The summary (count, first and last time, services, dead letters, retries) is exact: aggregate
+SQL over the same rows, grouped by service. Recent correlations are the distinct ids among the
+newest `scan` events the filter selects, each summarised over at most `cap` of its rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    String,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import TypeEngine
+
+from eventscope.backend.envelope import id_key, id_text
+from eventscope.backend.filters import EventFilter
+from eventscope.backend.store.models import SUMMARY_COLUMNS, events
+from eventscope.backend.store.paging import MAX_ROW_ID, NEWEST_FIRST, OLDEST_FIRST, Cursor
+from eventscope.backend.trace import role_of
+
+if TYPE_CHECKING:
+    from eventscope.backend.store.eventstore import EventStore
+
+MAX_PAGE = 1000
+MAX_SERVICES = 1000  # services listed in a summary (the total is always counted)
+MAX_DEATHS_READ = 10_000  # x-death rows read to tell retries from dead letters
+MAX_CAUSES = 500  # causation ids looked up beyond a page
+RECENT_SCAN = 2000  # newest matching events the correlation list looks at
+RECENT_CAP = 1000  # rows summarised per listed correlation (the trace counts them all)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+_CURSOR = re.compile(r"^(-?\d{1,18})_(\d{1,19})-(\d{1,19})$")
+
+EVENT_AT = func.coalesce(events.c.occurred_at, events.c.received_at)
+# Headers are read only where they decide something: x-death copies (retry or dead letter).
+DEATH_HEADERS = case((events.c.dead_letter == "x-death", events.c.headers), else_=None)
+TRACE_COLUMNS = (*SUMMARY_COLUMNS, EVENT_AT.label("event_at"), DEATH_HEADERS.label("death_headers"))
+
+
+def utc(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands datetimes back naive; everything stored is UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+@dataclass(frozen=True, order=True)
+class TraceCursor:
+    """A position in a trace: after every row whose (event time, commit_seq, id) is <= this.
+    Written `"<µs since 1970>_<seq>-<id>"`."""
+
+    at: dt.datetime
+    seq: int
+    id: int
+
+    def __str__(self) -> str:
+        return f"{(self.at - _EPOCH) // _MICROSECOND}_{self.seq}-{self.id}"
+
+    @classmethod
+    def parse(cls, text: str) -> TraceCursor:
+        """Raises ValueError with a message a user can act on."""
+        found = _CURSOR.match(text.strip())
+        if found is None:
+            raise ValueError(f"{text[:40]!r} is not a trace cursor (expected <µs>_<seq>-<id>)")
+        micros, seq, row = (int(g) for g in found.groups())
+        if seq > MAX_ROW_ID or row > MAX_ROW_ID:
+            raise ValueError(f"{text[:40]!r} is out of range")
+        try:
+            at = _EPOCH + dt.timedelta(microseconds=micros)
+        except OverflowError:
+            raise ValueError(f"{text[:40]!r} is out of range") from None
+        return cls(at, seq, row)
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> TraceCursor:
+        at = utc(row["event_at"])
+        assert at is not None
+        return cls(at, int(row["commit_seq"]), int(row["id"]))
+
+
+@dataclass(frozen=True)
+class Service:
+    source: str | None
+    events: int
+    first_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class TraceSummary:
+    """What a correlation holds. Exact unless `capped` (then counted over its first `cap`
+    rows in commit order, and `events` is a lower bound)."""
+
+    events: int
+    first_at: dt.datetime | None
+    last_at: dt.datetime | None
+    services: tuple[Service, ...]  # in order of first appearance, at most MAX_SERVICES
+    services_total: int
+    dead_letters: int  # failures: x-death copies that are not retries, and dlq.<key> wrappers
+    retries: int  # x-death copies back on a working exchange after a TTL
+    capped: bool = False
+    newest: Cursor | None = None  # the correlation's newest row in commit order
+
+    @property
+    def duration(self) -> dt.timedelta:
+        if self.first_at is None or self.last_at is None:
+            return dt.timedelta(0)
+        return self.last_at - self.first_at
+
+
+EMPTY = TraceSummary(0, None, None, (), 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class TracePage:
+    """One page of a trace, in event-time order, with what building it needs."""
+
+    summary: TraceSummary
+    rows: list[dict[str, Any]]
+    next: TraceCursor | None  # pass as `after` for the next page
+    previous_at: dt.datetime | None  # the time of the row just before this page
+    outside: list[dict[str, Any]] = field(default_factory=list)  # causes beyond this page
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """One entry of the recent correlations list."""
+
+    correlation_id: str
+    summary: TraceSummary
+    last_seen: dt.datetime | None = None
+
+
+def matching(correlation: str) -> list[ColumnElement[bool]]:
+    """Exactly this correlation id: the indexed key of the whole value and its display text."""
+    return [
+        events.c.correlation_key == id_key(correlation),
+        events.c.correlation_id == id_text(correlation),
+    ]
+
+
+class TraceQueries:
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    async def summary(self, correlation: str) -> TraceSummary:
+        """The exact summary of one correlation (EMPTY when no event carries it)."""
+        return (await self.page(correlation, 0)).summary
+
+    async def page(
+        self, correlation: str, limit: int, after: TraceCursor | None = None
+    ) -> TracePage:
+        """The exact summary and `limit` events after `after` in event-time order, with the
+        events beyond the page that its rows name as cause or original.
+
+        One statement reads the correlation's rows once (a CTE the database materialises:
+        the rows' times, services, ids) and answers everything from it: totals, services,
+        the page's positions, the newest row, x-death copies and causes beyond the page. A
+        second one fetches the page's full rows by primary key."""
+        limit = max(0, min(limit, MAX_PAGE))
+        async with self.store.engine.connect() as conn:
+            found = await _all(conn, self._scan(matching(correlation), limit, after))
+            by_kind: dict[str, list[dict[str, Any]]] = {}
+            for row in found:
+                by_kind.setdefault(row["kind"], []).append(row)
+            if not by_kind.get("t") or not by_kind["t"][0]["n"]:
+                return TracePage(EMPTY, [], None, None)
+            positions = sorted(
+                by_kind.get("p", []),
+                key=lambda r: (_sortable(r["first_at"]), r["ref_seq"], r["ref_id"]),
+            )
+            more = len(positions) > limit
+            page_ids = [int(r["ref_id"]) for r in positions[:limit]]
+            cause_ids = [int(r["ref_id"]) for r in by_kind.get("c", [])]
+            full = await self._rows(conn, [*page_ids, *cause_ids])
+            deaths = [int(r["ref_id"]) for r in by_kind.get("x", [])]
+            retries = await self._retries(conn, deaths)
+        summary = _summary_of(by_kind, retries, len(deaths) >= MAX_DEATHS_READ)
+        rows = [full[i] for i in page_ids if i in full]
+        return TracePage(
+            summary,
+            rows,
+            TraceCursor.of(rows[-1]) if more and rows else None,
+            after.at if after is not None else None,
+            [full[i] for i in cause_ids if i in full] if (more or after) else [],
+        )
+
+    def _scan(self, where: list[ColumnElement[bool]], limit: int, after: TraceCursor | None) -> Any:
+        """The one-pass statement of `page`: rows of kind t (totals), g (per service), p (page
+        positions), n (newest in commit order), x (x-death copies), c (causes off the page)."""
+        c = (
+            select(
+                events.c.id,
+                events.c.commit_seq,
+                EVENT_AT.label("at"),
+                events.c.source,
+                events.c.dead_letter,
+                events.c.event_id,
+                events.c.message_id,
+                events.c.causation_id,
+            )
+            .where(*where)
+            .cte("c")
+        )
+        page = select(
+            c.c.id, c.c.commit_seq, c.c.at, c.c.event_id, c.c.causation_id, c.c.dead_letter
+        )
+        if after is not None:
+            at = bindparam("after_at", self._time(after.at), type_=events.c.received_at.type)
+            page = page.where(
+                or_(
+                    c.c.at > at,
+                    and_(
+                        c.c.at == at,
+                        or_(
+                            c.c.commit_seq > after.seq,
+                            and_(c.c.commit_seq == after.seq, c.c.id > after.id),
+                        ),
+                    ),
+                )
+            )
+        p = page.order_by(c.c.at, c.c.commit_seq, c.c.id).limit(limit + 1).cte("p")
+        x_death = case((c.c.dead_letter == "x-death", 1), else_=0)
+        totals = select(
+            *_columns(
+                "t",
+                n=func.count(),
+                first_at=func.min(c.c.at),
+                last_at=func.max(c.c.at),
+                dead=func.count(c.c.dead_letter),
+                x_deaths=func.sum(x_death),
+                ref_id=func.count(func.distinct(c.c.source)),
+                ref_seq=func.max(case((c.c.source.is_(None), 1), else_=0)),
+            )
+        )
+        groups = (
+            select(
+                *_columns(
+                    "g",
+                    source=c.c.source,
+                    n=func.count(),
+                    first_at=func.min(c.c.at),
+                    last_at=func.max(c.c.at),
+                    dead=func.count(c.c.dead_letter),
+                    x_deaths=func.sum(x_death),
+                )
+            )
+            .group_by(c.c.source)
+            .order_by(func.min(c.c.at), c.c.source)
+            .limit(MAX_SERVICES)
+        )
+
+        def ids(kind: str, query: Select[Any]) -> Select[Any]:
+            inner = query.subquery()
+            return select(*_columns(kind, ref_id=inner.c.id, ref_seq=inner.c.commit_seq))
+
+        newest = (
+            select(c.c.id, c.c.commit_seq).order_by(c.c.commit_seq.desc(), c.c.id.desc()).limit(1)
+        )
+        deaths = (
+            select(c.c.id, c.c.commit_seq)
+            .where(c.c.dead_letter == "x-death")
+            .limit(MAX_DEATHS_READ)
+        )
+        named = select(p.c.causation_id).where(p.c.causation_id.is_not(None))
+        copied = select(p.c.event_id).where(p.c.dead_letter.is_not(None), p.c.event_id.is_not(None))
+        causes = (
+            select(c.c.id, c.c.commit_seq)
+            .where(
+                or_(
+                    c.c.event_id.in_(named.scalar_subquery()),
+                    c.c.message_id.in_(named.scalar_subquery()),
+                    c.c.event_id.in_(copied.scalar_subquery()),
+                ),
+                c.c.id.not_in(select(p.c.id).scalar_subquery()),
+            )
+            .limit(MAX_CAUSES)
+        )
+        positions = select(*_columns("p", first_at=p.c.at, ref_id=p.c.id, ref_seq=p.c.commit_seq))
+        arms = [totals, _arm(groups), ids("n", newest), ids("x", deaths)]
+        if limit:
+            arms += [positions, ids("c", causes)]
+        return union_all(*arms)
+
+    async def _rows(self, conn: AsyncConnection, ids: list[int]) -> dict[int, dict[str, Any]]:
+        if not ids:
+            return {}
+        query = select(*TRACE_COLUMNS).where(events.c.id.in_(sorted(set(ids))))
+        return {row["id"]: row for row in await _all(conn, query)}
+
+    async def _retries(self, conn: AsyncConnection, ids: list[int]) -> int:
+        """How many of these x-death copies are retries (their headers decide)."""
+        retries = 0
+        for start in range(0, len(ids), 1000):
+            query = select(
+                events.c.exchange, events.c.routing_key, DEATH_HEADERS.label("death_headers")
+            ).where(events.c.id.in_(ids[start : start + 1000]))
+            for row in await _all(conn, query):
+                retries += role_of({**row, "dead_letter": "x-death"}) == "retry"
+        return retries
+
+    def _time(self, value: dt.datetime) -> dt.datetime:
+        """A bound time as the dialect stores it (SQLite: naive UTC text)."""
+        return value.astimezone(dt.UTC).replace(tzinfo=None) if self.store.is_sqlite else value
+
+    async def recent(
+        self,
+        f: EventFilter | None = None,
+        *,
+        limit: int = 50,
+        scan: int = RECENT_SCAN,
+        cap: int = RECENT_CAP,
+    ) -> list[Correlation]:
+        """Correlations among the newest `scan` events the filter selects, newest activity
+        first, each summarised over at most `cap` of its rows (`summary.capped` past that)."""
+        async with self.store.engine.connect() as conn:
+            candidates = await self._recent_ids(conn, f, scan)
+            chosen = candidates[: max(1, limit)]
+            if not chosen:
+                return []
+            arms = [
+                grouped(matching_stored(key, text), cap)
+                .order_by(None)  # a compound SELECT's arms take no ORDER BY (SQLite)
+                .add_columns(literal(i).label("slot"))
+                for i, (key, text, _) in enumerate(chosen)
+            ]
+            found: dict[int, list[dict[str, Any]]] = {}
+            for start in range(0, len(arms), 100):  # compound SELECT limits (SQLite: 500)
+                part = arms[start : start + 100]
+                query = union_all(*part) if len(part) > 1 else part[0]
+                for row in await _all(conn, query):
+                    found.setdefault(int(row["slot"]), []).append(row)
+            retries = await self._recent_retries(conn, chosen)
+        out = []
+        for i, (key, text, seen) in enumerate(chosen):
+            groups = sorted(found.get(i, []), key=lambda g: _sortable(g["first_at"]))
+            if not groups:
+                continue
+            summary = summarise(groups[:MAX_SERVICES], cap, len(groups))
+            tried = retries.get((key, text), 0)
+            out.append(
+                Correlation(
+                    text,
+                    TraceSummary(
+                        summary.events,
+                        summary.first_at,
+                        summary.last_at,
+                        summary.services,
+                        summary.services_total,
+                        max(0, summary.dead_letters - tried),
+                        tried,
+                        summary.capped,
+                    ),
+                    utc(seen),
+                )
+            )
+        return out
+
+    async def _recent_ids(
+        self, conn: AsyncConnection, f: EventFilter | None, scan: int
+    ) -> list[tuple[int, str, dt.datetime | None]]:
+        """Distinct (key, text) of correlations among the newest matching events, newest
+        first, with when each was last seen."""
+        if f is not None and (f.headers or f.fields):
+            page = await self.store.search.page(f, min(scan, MAX_PAGE))
+            rows: Sequence[dict[str, Any]] = page.page.rows
+        else:
+            where = await self.store.search.conditions(f) if f is not None else []
+            query = (
+                select(events.c.correlation_key, events.c.correlation_id, events.c.received_at)
+                .where(events.c.correlation_key.is_not(None), and_(true(), *where))
+                .order_by(*NEWEST_FIRST)
+                .limit(scan)
+            )
+            rows = await _all(conn, query)
+        seen: dict[tuple[int, str], dt.datetime | None] = {}
+        for row in rows:
+            key, text = row["correlation_key"], row["correlation_id"]
+            if key is not None and text is not None and (key, text) not in seen:
+                seen[(key, text)] = row["received_at"]
+        return [(key, text, at) for (key, text), at in seen.items()]
+
+    async def _recent_retries(
+        self, conn: AsyncConnection, chosen: Sequence[tuple[int, str, Any]]
+    ) -> dict[tuple[int, str], int]:
+        wanted = {(key, text) for key, text, _ in chosen}
+        query = (
+            select(
+                events.c.correlation_key,
+                events.c.correlation_id,
+                events.c.exchange,
+                events.c.routing_key,
+                DEATH_HEADERS.label("death_headers"),
+            )
+            .where(
+                events.c.correlation_key.in_(sorted({key for key, _ in wanted})),
+                events.c.dead_letter == "x-death",
+            )
+            .limit(MAX_DEATHS_READ)
+        )
+        counts: dict[tuple[int, str], int] = {}
+        for row in await _all(conn, query):
+            ident = (row["correlation_key"], row["correlation_id"])
+            if ident in wanted and role_of({**row, "dead_letter": "x-death"}) == "retry":
+                counts[ident] = counts.get(ident, 0) + 1
+        return counts
+
+
+_ARM_TYPES: dict[str, TypeEngine[Any]] = {
+    "source": Text(),
+    "n": BigInteger(),
+    "first_at": events.c.received_at.type,
+    "last_at": events.c.received_at.type,
+    "dead": BigInteger(),
+    "x_deaths": BigInteger(),
+    "ref_id": BigInteger(),
+    "ref_seq": BigInteger(),
+}
+
+
+def _columns(kind: str, **given: Any) -> list[Any]:
+    """The columns every arm of the one-pass statement has, typed NULL where it has none
+    (Postgres types a compound SELECT's columns from all its arms)."""
+    columns = [literal(kind, String).label("kind")]
+    for name, type_ in _ARM_TYPES.items():
+        value = given.get(name)
+        columns.append((cast(null(), type_) if value is None else value).label(name))
+    return columns
+
+
+def _arm(query: Select[Any]) -> Select[Any]:
+    """A compound SELECT's arm with its own ORDER BY / LIMIT (SQLite wants a subquery)."""
+    inner = query.subquery()
+    return select(*inner.c)
+
+
+def _summary_of(
+    by_kind: dict[str, list[dict[str, Any]]], retries: int, retries_capped: bool
+) -> TraceSummary:
+    """The summary from the one-pass statement's rows (`retries_capped`: more x-death copies
+    than were read, so retries and dead letters are not exact)."""
+    total = by_kind["t"][0]
+    groups = sorted(
+        by_kind.get("g", []), key=lambda g: (_sortable(g["first_at"]), g["source"] or "")
+    )
+    newest = by_kind.get("n", [])
+    return TraceSummary(
+        int(total["n"]),
+        utc(total["first_at"]),
+        utc(total["last_at"]),
+        tuple(Service(g["source"], int(g["n"]), utc(g["first_at"])) for g in groups),
+        int(total["ref_id"]) + int(total["ref_seq"] or 0),
+        int(total["dead"]) - retries,
+        retries,
+        retries_capped,
+        Cursor(int(newest[0]["ref_seq"]), int(newest[0]["ref_id"])) if newest else None,
+    )
+
+
+def matching_stored(key: int, text: str) -> list[ColumnElement[bool]]:
+    """A correlation as stored (key and display text), e.g. one found in a recent row."""
+    return [events.c.correlation_key == key, events.c.correlation_id == text]
+
+
+def _capped(where: list[ColumnElement[bool]], cap: int | None) -> Any:
+    """The correlation's rows (service, time, dead letter), at most cap + 1 in commit order."""
+    inner = select(
+        events.c.source,
+        EVENT_AT.label("at"),
+        events.c.dead_letter,
+    ).where(*where)
+    if cap is not None:
+        inner = inner.order_by(*OLDEST_FIRST).limit(cap + 1)
+    return inner.subquery()
+
+
+def grouped(where: list[ColumnElement[bool]], cap: int | None) -> Select[Any]:
+    """Per service: events, first and last time, dead letters (all kinds), x-death copies."""
+    rows = _capped(where, cap)
+    return (
+        select(
+            rows.c.source,
+            func.count().label("n"),
+            func.min(rows.c.at).label("first_at"),
+            func.max(rows.c.at).label("last_at"),
+            func.count(rows.c.dead_letter).label("dead"),
+            func.sum(case((rows.c.dead_letter == "x-death", 1), else_=0)).label("x_deaths"),
+        )
+        .group_by(rows.c.source)
+        .order_by(func.min(rows.c.at), rows.c.source)
+    )
+
+
+def summarise(
+    groups: Sequence[dict[str, Any]], cap: int | None, total_groups: int | None = None
+) -> TraceSummary:
+    """The summary from per-service groups (x-death copies still counted as dead letters)."""
+    listed = groups[:MAX_SERVICES]
+    count = sum(int(g["n"]) for g in groups)
+    firsts = [t for g in groups if (t := utc(g["first_at"])) is not None]
+    lasts = [t for g in groups if (t := utc(g["last_at"])) is not None]
+    capped = cap is not None and count > cap
+    return TraceSummary(
+        min(count, cap) if cap is not None else count,
+        min(firsts, default=None),
+        max(lasts, default=None),
+        tuple(Service(g["source"], int(g["n"]), utc(g["first_at"])) for g in listed),
+        total_groups if total_groups is not None else len(groups),
+        sum(int(g["dead"]) for g in groups),
+        0,
+        capped,
+    )
+
+
+def _sortable(value: dt.datetime | None) -> dt.datetime:
+    return utc(value) or dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+async def _all(conn: AsyncConnection, query: Any) -> list[dict[str, Any]]:
+    return [dict(row._mapping) for row in await conn.execute(query)]
