@@ -32,7 +32,7 @@ from eventscope.backend.settings import Settings
 from eventscope.backend.store.aggregates import AggregateRef
 from eventscope.backend.store.eventstore import EventStore
 
-MAX_FOLD_ROWS: Final = 100_000  # events of one aggregate folded; past it, the first ones
+MAX_FOLD_ROWS: Final = 20_000  # events of one aggregate folded; past it, the first ones
 T = TypeVar("T")
 
 

@@ -36,6 +36,14 @@ from eventscope.backend.store.models import SUMMARY_COLUMNS, events
 from eventscope.backend.store.paging import NEWEST_FIRST, OLDEST_FIRST, ORIGIN, Cursor, after
 
 MAX_CONCURRENT_READS = 4  # waiters reading at once; the others queue (the pool stays free)
+MAX_WAITERS = 2000  # waiting at once, in all
+MAX_SCANNING_WAITERS = 200  # of them, those whose filter is checked against every committed row
+
+
+class TooManyWaiters(Exception):
+    """More requests wait than the bounds allow: this one is refused (the caller may retry)."""
+
+
 SCAN_CHUNK = 500  # rows read per query when `header`/`field` filters are checked here
 SCAN_LIMIT = 20_000  # rows checked per read for those filters; the next read continues
 INDEX_RECHECK = 1.0  # seconds between reads of a waiter whose filter has `q`
@@ -82,6 +90,11 @@ class WaitRoom:
         """A registered waiter for the duration of the block."""
         waiter = Waiter(event_filter)
         key = waiter.correlation
+        if len(self) >= MAX_WAITERS or (key is None and len(self._others) >= MAX_SCANNING_WAITERS):
+            raise TooManyWaiters(
+                f"{len(self)} requests are waiting already; try again shortly (a correlation_id "
+                "filter waits more cheaply)"
+            )
         bucket = self._others if key is None else self._by_correlation.setdefault(key, set())
         bucket.add(waiter)
         try:

@@ -47,6 +47,7 @@ from eventscope.backend.store.types import CatalogWrite
 log = logging.getLogger(__name__)
 
 BATCH = 500
+YIELD_EVERY_BYTES = 64 * 1024  # of bodies read (an event counts 1000 more): then the loop runs
 CAUGHT_UP_EVERY = 1.0  # seconds: the least time between two small batches
 MAX_ROUTING_KEYS = 20  # listed per type; events on further keys are counted together
 RECENT_CHANGES = 5  # kept on the type's row for the page; all are in type_shape_changes
@@ -248,7 +249,8 @@ class TypeCatalog(BehindIngest):
         known = await self.store.types.known([key for (key, _, _), _ in counted])
         states: dict[int, TypeState] = {}
         write = CatalogWrite()
-        for n, ((key, kind, name), event) in enumerate(counted):
+        since_yield = 0
+        for (key, kind, name), event in counted:
             state = states.get(key)
             if state is None:
                 state = states[key] = TypeState.of(known.get(key), key, kind, name)
@@ -257,8 +259,10 @@ class TypeCatalog(BehindIngest):
             minute = int(when.timestamp() // 60)
             if minute >= oldest_minute:
                 write.buckets[(key, minute)] = write.buckets.get((key, minute), 0) + 1
-            if n % 50 == 49:
-                await asyncio.sleep(0)  # let the recorder and the pages run
+            since_yield += len(event.get("body") or b"") + 1000
+            if since_yield >= YIELD_EVERY_BYTES:  # let the recorder and the pages run
+                await asyncio.sleep(0)
+                since_yield = 0
         for state in states.values():
             write.types.append(state.finish())
             write.changes.extend(state.changes)

@@ -114,6 +114,15 @@ def masked(value: Any, mask: Redactor | None) -> Any:
     return value if mask is None or value is None else mask.data(value)
 
 
+def _error(value: str | None, mask: Redactor | None) -> str | None:
+    """A reducer's error: its message can quote any value of the event (`int(data["pin"])`),
+    so viewers see only what kind of error it was."""
+    if value is None or mask is None:
+        return value
+    kind = value.split(":", 1)[0][:80]
+    return f"{mask.text(kind)}: (the message is shown to operators only)"
+
+
 def _text(value: str | None, mask: Redactor | None) -> str | None:
     return value if value is None or mask is None else mask.text(value)
 
@@ -155,13 +164,13 @@ def step_view(
         "time": iso(step.time) if api else step.time,
         "event": event,
         "reducer": _text(step.reducer, mask),
-        "error": _text(step.error, mask),
+        "error": _error(step.error, mask),
         "changed": step.changed,
         "markers": [
             {
                 "kind": m.kind,
                 "label": MARKER_LABELS.get(m.kind, m.kind),
-                "text": _text(m.text, mask),
+                "text": _error(m.text, mask) if m.kind == "error" else _text(m.text, mask),
                 "rows": list(m.rows),
             }
             for m in step.markers

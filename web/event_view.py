@@ -63,6 +63,22 @@ def masked_row(row: dict[str, Any], mask: Redactor | None) -> dict[str, Any]:
     return out
 
 
+def shown(column: str, value: str | None, mask: Redactor | None) -> str | None:
+    """One text column's value as this reader may see it: masked whole when the column's name
+    is a secret word, else with the secrets inside it masked (as `masked_row` does)."""
+    if value is None or mask is None:
+        return value
+    return MASK if mask.sensitive(column) else mask.text(value)
+
+
+def hidden_from(mask: Redactor | None, column: str, value: str) -> bool:
+    """A viewer sees `value` of `column` otherwise than as stored: it cannot be looked up by
+    it (the answer would tell what the mask hides)."""
+    return mask is not None and (
+        mask.sensitive(column) or mask.text(value) != value or MASK in value
+    )
+
+
 def summary(row: dict[str, Any], mask: Redactor | None = None) -> dict[str, Any]:
     """The list view of an event (no body): what the timeline rows show."""
     row = masked_row(row, mask)

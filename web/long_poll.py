@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from litestar.datastructures import State
-from litestar.exceptions import ValidationException
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.params import QueryParameter
+from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
-from eventscope.backend.event_wait import WaitRoom, wait_for_events
+from eventscope.backend.event_wait import TooManyWaiters, WaitRoom, wait_for_events
 from eventscope.backend.filters import EventFilter
 from eventscope.backend.redaction import Redactor
 from eventscope.backend.settings import Settings
@@ -94,17 +95,24 @@ async def long_poll(
         raise ValidationException(f"min_count ({wanted}) is larger than limit ({limit})")
     granted = min(wait, float(settings.max_wait_seconds))
     async with client_gone(request) as gone:
-        result = await wait_for_events(
-            store,
-            wait_room(request.app.state),
-            event_filter,
-            after_cursor=after,
-            min_count=wanted,
-            limit=limit,
-            wait_seconds=granted,
-            mask=mask,
-            gone=gone,
-        )
+        try:
+            result = await wait_for_events(
+                store,
+                wait_room(request.app.state),
+                event_filter,
+                after_cursor=after,
+                min_count=wanted,
+                limit=limit,
+                wait_seconds=granted,
+                mask=mask,
+                gone=gone,
+            )
+        except TooManyWaiters as exc:
+            raise HTTPException(
+                status_code=HTTP_503_SERVICE_UNAVAILABLE,
+                detail=str(exc),
+                headers={"retry-after": "1"},
+            ) from None
     return {
         "items": [summary(row, mask) for row in result.rows],
         "count": len(result.rows),

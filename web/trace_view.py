@@ -12,7 +12,7 @@ from eventscope.backend.redaction import Redactor
 from eventscope.backend.store.trace import TracePage, TraceSummary
 from eventscope.backend.trace import Lanes, Node, Step, Trace, build
 from eventscope.web.display import iso
-from eventscope.web.event_view import masked_row, summary
+from eventscope.web.event_view import masked_row, shown, summary
 
 FIRST_PAGE = 300  # events the trace page opens with; the rest load on scroll
 ROW_HEIGHT = 18  # px, one waterfall row (the SVG cells are drawn to it)
@@ -52,8 +52,8 @@ def _ms(value: dt.timedelta | None) -> float | None:
 
 
 def masked(value: str | None, mask: Redactor | None) -> str | None:
-    """A bus value as a viewer may see it (None for operators: as stored)."""
-    return value if mask is None or value is None else mask.text(value)
+    """A service (source) name as this reader may see it."""
+    return shown("source", value, mask)
 
 
 async def build_trace(page: TracePage) -> tuple[Trace, Lanes]:

@@ -36,6 +36,10 @@ from eventscope.backend.structural_diff import Change, diff
 
 EMPTY_SIZE: Final = 2  # "{}"
 
+# The most the kept states of one fold may weigh: a history where every event adds a field
+# would otherwise keep ever larger states every K steps (memory growing with the square).
+MAX_KEPT_BYTES = 64 * 1024 * 1024
+
 
 class Step:
     """One step of the history. `event` is the folded row (None when only dead-letter copies
@@ -188,6 +192,8 @@ class Fold:
         self._every = reducers.limits.checkpoint_every
         self._planned: tuple[PlannedStep, ...] = ()
         self._checkpoints: dict[int, tuple[State, int]] = {-1: ({}, EMPTY_SIZE)}
+        # What the kept states weigh (JSON bytes, shared parts counted again: an upper bound).
+        self.held_bytes = EMPTY_SIZE
         self.steps: tuple[Step, ...] = ()
         self._final: tuple[State, int] = ({}, EMPTY_SIZE)
         self._recent: tuple[int, State, int] = (-1, {}, EMPTY_SIZE)
@@ -207,8 +213,9 @@ class Fold:
             outcome = _apply(state, size, planned_step.event, self.reducers, self.aggregate_type)
             steps.append(_step(index, planned_step, outcome, outcome.state is not state))
             state, size = outcome.state, outcome.size
-            if (index + 1) % self._every == 0:
-                self._checkpoints[index] = (state, size)
+            if (index + 1) % self._every == 0 and self.held_bytes + size <= MAX_KEPT_BYTES:
+                self._checkpoints[index] = (state, size)  # past the bound: folded again
+                self.held_bytes += size
         self._planned += tuple(planned)
         self.steps = tuple(steps)
         self._final = (state, size)
@@ -230,6 +237,7 @@ class Fold:
         grown._highest = max(r.version for r in new if r.version is not None)
         grown._planned, grown.steps = self._planned, self.steps
         grown._checkpoints = dict(self._checkpoints)
+        grown.held_bytes = self.held_bytes
         grown._final = self._final
         grown._fold(plan(new, after_version=self._highest).steps)
         return grown
@@ -268,6 +276,8 @@ class Fold:
         if start <= recent_index <= index:
             start, state, size = recent_index, recent_state, recent_size
         else:
+            while start not in self._checkpoints:  # not kept (MAX_KEPT_BYTES): an earlier one
+                start -= self._every
             state, size = self._checkpoints[start]
         for i in range(start + 1, index + 1):
             row = self._planned[i].event

@@ -31,8 +31,8 @@ DEFAULT_MAX_BYTES: Final = 256 * 1024 * 1024
 
 class FoldCache:
     """Recently used folds, least recently used dropped first, at most `max_rows` rows and
-    `max_bytes` body bytes held in all (rows alone would not bound memory: a stored body can be
-    16 MiB). Safe to share between threads."""
+    `max_bytes` bytes of bodies and kept states held in all (rows alone would not bound
+    memory: a stored body can be 16 MiB, a state 8 MiB). Safe to share between threads."""
 
     def __init__(
         self, max_rows: int = DEFAULT_MAX_ROWS, max_bytes: int = DEFAULT_MAX_BYTES
@@ -58,7 +58,7 @@ class FoldCache:
         """Keep `folded` (replacing what was kept for the aggregate under its reducers)."""
         key = (aggregate, folded.reducers.fingerprint)
         size = len(folded.rows)
-        weight = sum(len(r.body) for r in folded.rows)
+        weight = sum(len(r.body) for r in folded.rows) + folded.held_bytes  # bodies and states
         with self._lock:
             old = self._folds.pop(key, None)
             if old is not None:

@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
 MAX_PAGE = 1000
 MAX_SERVICES = 1000  # services listed in a summary (the total is always counted)
-MAX_DEATHS_READ = 10_000  # x-death rows read to tell retries from dead letters
+MAX_DEATHS_READ = 2_000  # x-death rows read to tell retries from dead letters
 MAX_CAUSES = 500  # causation ids looked up beyond a page
 RECENT_SCAN = 2000  # newest matching events the correlation list looks at
 RECENT_CAP = 1000  # rows summarised per listed correlation (the trace counts them all)

@@ -224,3 +224,20 @@ def test_the_fold_cache_is_bounded_by_body_bytes_too() -> None:
     assert cache.get("huge", ORDER) is None
     cache.clear()
     assert cache.rows == 0
+
+
+def test_viewers_see_what_kind_a_reducer_error_was_not_its_message() -> None:
+    """A Python reducer's message can quote any value of the event; viewers get its kind."""
+    from eventscope.backend.aggregates.reducer_modules import ReducerRegistry
+    from eventscope.backend.aggregates.reducer_set import combine
+    from eventscope.backend.aggregates.reducers import FoldLimits
+
+    registry = ReducerRegistry()
+    registry.add("Order", "OrderCreated", lambda s, e: {"pin": int(e.data["pin"])})
+    rows = [recorded(1, seed_event(1, "OrderCreated", {"pin": "hunter2"}))]
+    folded = fold(rows, combine(None, registry.reducers, limits=FoldLimits()))
+    ref = AggregateRef.of("Order", "order_1")
+    operator = json.dumps(api_state(ref, folded, False, Selection(), None))
+    assert "hunter2" in operator, "operators see the whole message"
+    viewer = json.dumps(api_state(ref, folded, False, Selection(), Redactor()))
+    assert "hunter2" not in viewer and "ValueError" in viewer

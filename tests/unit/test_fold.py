@@ -647,3 +647,18 @@ def test_ten_thousand_seed_events_fold_in_bounded_time() -> None:
     folded.state_at(version=7_777)
     assert time.monotonic() - started < 30
     assert len(folded.steps) == 10_000 and folded.problems == {"note": 2_500}
+
+
+def test_states_past_the_kept_bound_are_folded_again_and_stay_right(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each event adds a field: kept states stop at MAX_KEPT_BYTES and later ones are folded
+    again from the last kept one, with the same result."""
+    import eventscope.backend.aggregates.fold as fold_module
+
+    rows = [recorded(v, updated(v, **{f"k{v}": v})) for v in range(1, 201)]
+    full = [fold(rows, MERGE).state_after(i) for i in range(200)]
+    monkeypatch.setattr(fold_module, "MAX_KEPT_BYTES", 600)
+    bounded = fold(rows, MERGE)
+    assert bounded.held_bytes <= 600
+    assert [bounded.state_after(i) for i in reversed(range(200))] == list(reversed(full))

@@ -503,3 +503,34 @@ async def test_what_if_needs_an_operator_and_the_csrf_token(
     assert bearer_only.status_code == 200
     as_viewer = await anon.post(path, json=payload, headers=bearer(VIEWER))
     assert as_viewer.status_code == 403
+
+
+async def test_a_viewer_cannot_spell_out_an_id_by_searching_its_start(
+    viewer: Client, put: Callable[..., Any]
+) -> None:
+    """Prefix by prefix a search would reveal a card number the list shows masked."""
+    card = "4111111111111111"
+    await put(delivery("order.created", order(1, "OrderCreated", card)))
+    refused = await viewer.get("/api/aggregates", params={"q": "4"})
+    assert refused.status_code == 400 and "operators" in refused.json()["detail"]
+    page = await viewer.get("/aggregates", params={"q": "41"}, headers=HTML)
+    assert page.status_code == 400 and card not in page.text
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [{"viewer_tokens": (VIEWER,), "redact_fields": ("password", "aggregate")}],
+)
+async def test_an_id_column_named_secret_is_masked_whole_for_viewers(
+    viewer: Client, put: Callable[..., Any]
+) -> None:
+    """With `aggregate` a secret word, viewers see no aggregate id at all (as in the timeline)."""
+    [row_id] = await put(delivery("order.created", order(1, "OrderCreated", "order_plain")))
+    await listed(viewer)  # as an operator: wait for the catalog
+    items = (await viewer.get("/api/aggregates")).json()["items"]
+    assert [i["aggregate_id"] for i in items] == [MASK]
+    assert "order_plain" not in (await viewer.get("/aggregates", headers=HTML)).text
+    looked_up = await viewer.get("/aggregates/view", params={"type": "Order", "id": "order_plain"})
+    assert looked_up.status_code == 400
+    by_event = await viewer.get("/aggregates/view", params={"event": str(row_id)}, headers=HTML)
+    assert by_event.status_code == 400 and "order_plain" not in by_event.text

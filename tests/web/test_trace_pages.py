@@ -332,3 +332,22 @@ async def test_the_event_page_and_timeline_rows_link_to_the_trace_and_keep_the_f
     row = (await client.get("/", headers=HTML)).text
     assert 'class="tl" href="/correlations?id=req%2Flinked"' in row
     assert 'class="fv" href="/?correlation_id=req%2Flinked"' in row
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [{"viewer_tokens": (VIEWER,), "redact_fields": ("password", "correlation", "source")}],
+)
+async def test_columns_named_secret_are_masked_whole_for_viewers(
+    anon: Client, put: Callable[..., Any]
+) -> None:
+    """With `correlation` and `source` secret words, a viewer lists traces without their ids or
+    services (as the timeline shows them), and cannot open one by its id."""
+    response = await anon.get("/login", params={"token": VIEWER}, follow_redirects=False)
+    assert response.status_code == 303
+    await put(delivery("order.created", seed(1, "order.created", "req_plain")))
+    items = (await anon.get("/api/correlations")).json()["items"]
+    assert [i["correlation_id"] for i in items] == [MASK]
+    assert [s["source"] for s in items[0]["summary"]["services"]] == [MASK]
+    assert "req_plain" not in (await anon.get("/correlations", headers=HTML)).text
+    assert (await anon.get("/api/correlations/req_plain")).status_code == 400

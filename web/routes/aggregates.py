@@ -30,7 +30,7 @@ from eventscope.backend.aggregates.fold import WhatIfError
 from eventscope.backend.aggregates.history import RecordedEvent, candidate_from_body
 from eventscope.backend.extraction import extractor_for
 from eventscope.backend.filters import FilterError, parse_when
-from eventscope.backend.redaction import MASK, Redactor
+from eventscope.backend.redaction import Redactor
 from eventscope.backend.store.aggregates import AggregateRef, CatalogPage, CatalogQuery
 from eventscope.backend.store.paging import MAX_ROW_ID
 from eventscope.web.aggregate_links import aggregate_url
@@ -47,6 +47,7 @@ from eventscope.web.aggregate_view import (
 from eventscope.web.auth import operator_only
 from eventscope.web.context import WebContext
 from eventscope.web.display import iso
+from eventscope.web.event_view import hidden_from, shown
 from eventscope.web.filtering import query
 from eventscope.web.request import AnyRequest
 
@@ -92,7 +93,7 @@ def _ref(
             continue
         if len(value) > MAX_ID_CHARS:
             raise ValidationException(f"{name}: too long to be a recorded aggregate {name}")
-        if mask is not None and (mask.text(value) != value or MASK in value):
+        if hidden_from(mask, f"aggregate_{name}", value):
             raise ValidationException(
                 f"{name}: this value is masked for viewers; it cannot be looked up"
             )
@@ -182,8 +183,11 @@ def _listed(row: dict[str, Any], mask: Redactor | None) -> dict[str, Any]:
     kind, ident = row["aggregate_type"], row["aggregate_id"]
     event_type = row["last_event_type"]
     if mask is not None:
-        kind = None if kind is None else mask.text(kind)
-        ident, event_type = mask.text(ident), None if event_type is None else mask.text(event_type)
+        kind = shown("aggregate_type", kind, mask)
+        ident, event_type = (
+            shown("aggregate_id", ident, mask),
+            shown("event_type", event_type, mask),
+        )
     return {
         "aggregate_type": kind,
         "aggregate_id": ident,
@@ -204,11 +208,15 @@ async def _list(
 ) -> tuple[CatalogQuery, CatalogPage]:
     q = _catalog_query(request, limit)
     if mask is not None:
-        for name, value in (("type", q.aggregate_type), ("q", q.prefix)):
-            if value is not None and mask.text(value) != value:
-                raise ValidationException(
-                    f"{name}: this value is masked for viewers; it cannot be searched"
-                )
+        if q.prefix is not None:  # prefix by prefix, a search would spell out a masked id
+            raise ValidationException(
+                "q: searching ids by their start is for operators; open an aggregate by its "
+                "whole id (/aggregates/view?type=…&id=…)"
+            )
+        if q.aggregate_type is not None and hidden_from(mask, "aggregate_type", q.aggregate_type):
+            raise ValidationException(
+                "type: this value is masked for viewers; it cannot be searched"
+            )
     try:
         page = await web.store.aggregates.page(q)
     except ValueError as exc:

@@ -20,8 +20,9 @@ from typing import Annotated, Any, cast
 
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
-from litestar.exceptions import ValidationException
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.params import FromPath, QueryParameter
+from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
 from eventscope.backend.export import full_rows, matching_pages, record
 from eventscope.backend.filters import EventFilter, FilterError
@@ -37,7 +38,9 @@ from eventscope.web.request import AnyRequest
 FIXTURE_FORMAT = 1
 Rows = AsyncGenerator[list[dict[str, Any]], None]
 MAX_FIXTURE_EVENTS = 1000  # a test fixture, not an archive: larger correlations are cut
-MAX_FIXTURE_BYTES = 64 * 1024 * 1024  # body bytes
+MAX_FIXTURE_BYTES = 64 * 1024 * 1024  # body bytes (the largest recorded body is 16 MiB)
+MAX_FIXTURES_AT_ONCE = 2  # built in memory: a few at a time, the rest are told to retry
+_building = asyncio.Semaphore(MAX_FIXTURES_AT_ONCE)
 OFF_LOOP_BYTES = 64 * 1024
 
 
@@ -125,7 +128,14 @@ async def _fixture(
     request: AnyRequest, store: EventStore, mask: Redactor | None, correlation_id: str
 ) -> Response[bytes]:
     event_filter = correlation_filter(request, correlation_id, mask, extra=False)
-    records, truncated = await _records(store, event_filter, mask)
+    if _building.locked():
+        raise HTTPException(
+            status_code=HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"{MAX_FIXTURES_AT_ONCE} fixtures are being built; try again shortly",
+            headers={"retry-after": "2"},
+        )
+    async with _building:
+        records, truncated = await _records(store, event_filter, mask)
     head = {
         "eventscope_fixture": FIXTURE_FORMAT,
         "correlation_id": correlation_id,

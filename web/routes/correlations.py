@@ -25,6 +25,7 @@ from eventscope.backend.store.eventstore import EventStore
 from eventscope.backend.store.trace import MAX_PAGE, RECENT_SCAN, Correlation, TraceCursor
 from eventscope.web.context import WebContext
 from eventscope.web.display import iso
+from eventscope.web.event_view import hidden_from, shown
 from eventscope.web.filtering import filter_context, filter_from, query, refuse_masked_values
 from eventscope.web.request import AnyRequest
 from eventscope.web.trace_view import (
@@ -33,7 +34,6 @@ from eventscope.web.trace_view import (
     duration_text,
     lanes_context,
     lanes_json,
-    masked,
     node_json,
     step_context,
     step_json,
@@ -53,7 +53,7 @@ def _checked_id(correlation_id: str, mask: Redactor | None) -> str:
         raise ValidationException("id: give a correlation id")
     if len(correlation_id) > MAX_ID_CHARS:
         raise ValidationException("id: too long to be a recorded correlation id")
-    if mask is not None and mask.text(correlation_id) != correlation_id:
+    if hidden_from(mask, "correlation_id", correlation_id):
         raise ValidationException("id: this value is masked for viewers; it cannot be searched")
     return correlation_id
 
@@ -101,7 +101,7 @@ async def _trace_context(
         "summary": s,
         "duration": duration_text(s.duration),
         "services": [
-            {"source": masked(service.source, mask), "events": service.events}
+            {"source": shown("source", service.source, mask), "events": service.events}
             for service in s.services
         ],
         "steps": step_context(trace, lanes, s, mask),
@@ -181,14 +181,14 @@ class CorrelationPages(Controller):
 
 
 def _listed(item: Correlation, mask: Redactor | None) -> dict[str, Any]:
-    shown = item.correlation_id if mask is None else mask.text(item.correlation_id)
+    visible = shown("correlation_id", item.correlation_id, mask)
     return {
-        "correlation_id": shown,
-        "id_query": query([("id", shown)]),
+        "correlation_id": visible,
+        "id_query": query([("id", visible or "")]),
         "summary": item.summary,
         "duration": duration_text(item.summary.duration),
         "last_seen": item.last_seen,
-        "services": [masked(s.source, mask) for s in item.summary.services],
+        "services": [shown("source", s.source, mask) for s in item.summary.services],
     }
 
 
