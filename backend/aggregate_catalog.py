@@ -56,8 +56,8 @@ class AggregateCatalog(BehindIngest):
         queries = self.store.aggregates
         start = await queries.progress()
         rows = await queries.pending(start, BATCH)
-        if not rows:
-            self.behind = 0.0
+        if not rows:  # caught up, or (Postgres) the next rows wait behind an open transaction
+            self.behind = self.age(await queries.oldest_uncounted(start))
             return 0
         end = Cursor.of(rows[-1])
         if not await queries.save(CatalogWrite(catalog_rows(rows)), start, end):

@@ -228,8 +228,8 @@ class TypeCatalog(BehindIngest):
         types = self.store.types
         start = await types.progress()
         rows = await types.pending(start, BATCH)
-        if not rows:
-            self.behind = 0.0
+        if not rows:  # caught up, or (Postgres) the next rows wait behind an open transaction
+            self.behind = self.age(await types.oldest_uncounted(start))
             return 0
         end = Cursor.of(rows[-1])
         write = await self._count(rows)
