@@ -37,7 +37,7 @@ from eventscope.backend.search_text import search_text
 from eventscope.backend.store.eventstore import EventStore
 from eventscope.backend.store.models import events
 from eventscope.backend.store.paging import NEWEST_FIRST, OLDEST_FIRST, ORIGIN, Cursor, after
-from eventscope.backend.store.sqlite_writer import _sql_value as sqlite_value
+from eventscope.backend.store.sqlite_writer import sql_value as sqlite_value
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,6 @@ import datetime as dt
 import json
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from pg_admin import PG_URL, ensure_database, psql
 
 from eventscope.backend.aggregate_catalog import AggregateCatalog
 from eventscope.backend.aggregate_folds import AggregateFolds
@@ -47,8 +48,6 @@ from eventscope.backend.store.eventstore import EventStore
 from eventscope.backend.store.migrate import upgrade_async
 from eventscope.web.aggregate_view import Selection, api_diff, api_state
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
 KEPT_SQLITE = "/var/tmp/eventscope-aggregates-{n}.db"
 KEPT_POSTGRES = "eventscope_aggregates_kept_{n}"
 BATCH = 2000
@@ -249,21 +248,6 @@ def report(database: str, found: dict[str, Any]) -> None:
             f"{r['query']:<34}{r['p50_ms']:>9.1f}{r['p95_ms']:>9.1f}{r['ratio']:>8.2f}"
             f"{target:>9}  {verdict}"
         )
-
-
-def psql(sql: str) -> None:
-    subprocess.run(["psql", PG_ADMIN, "-qc", sql], check=True)
-
-
-def ensure_database(name: str) -> None:
-    exists = subprocess.run(
-        ["psql", PG_ADMIN, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    if not exists:
-        psql(f"CREATE DATABASE {name}")
 
 
 async def main() -> int:

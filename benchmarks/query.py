@@ -21,7 +21,6 @@ import datetime as dt
 import json
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from pg_admin import PG_URL, ensure_database, psql
 from sqlalchemy import text
 
 from eventscope.backend.envelope import Delivery, to_row
@@ -43,8 +43,6 @@ from eventscope.web.trace_view import FIRST_PAGE as TRACE_PAGE
 from eventscope.web.trace_view import build_trace
 from eventscope.web.type_view import RATE_MINUTES, type_view
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
 BATCH = 2000
 KEYS = [
     f"{area}.{verb}"
@@ -275,21 +273,6 @@ def report(database: str, n: int, results: list[dict[str, Any]]) -> None:
         )
         if r.get("plan") and verdict == "MISS":
             print(r["plan"])
-
-
-def psql(sql: str) -> None:
-    subprocess.run(["psql", PG_ADMIN, "-qc", sql], check=True)
-
-
-def ensure_database(name: str) -> None:
-    exists = subprocess.run(
-        ["psql", PG_ADMIN, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    if not exists:
-        psql(f"CREATE DATABASE {name}")
 
 
 async def main() -> int:

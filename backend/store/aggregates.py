@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, text, true
+from sqlalchemy import ColumnElement, and_, func, or_, select, true
 
 from eventscope.backend.envelope import aggregate_key, id_key, id_text
-from eventscope.backend.store.catalogs import start_over
+from eventscope.backend.store.catalogs import save_with_progress, start_over
 from eventscope.backend.store.events import PG_HORIZON
 from eventscope.backend.store.models import aggregate_catalog_progress, aggregates, events
 from eventscope.backend.store.paging import OLDEST_FIRST, Cursor, after
@@ -76,10 +75,6 @@ _UPSERT = (
     f"last_seen = {_MAX.format(c='last_seen')}, "
     # Batches are counted in commit order: a batch's last event is the newest.
     "last_event_id = excluded.last_event_id, last_event_type = excluded.last_event_type"
-)
-_MOVE = (
-    "UPDATE aggregate_catalog_progress SET commit_seq = :seq, event_id = :id "
-    "WHERE id = 1 AND commit_seq = :from_seq AND event_id = :from_id"
 )
 _CURSOR = re.compile(r"^(-?\d{1,20})(?:_(-?\d{1,20}))?$")
 
@@ -146,18 +141,6 @@ class CatalogWrite:
     """One batch's counts per aggregate (whole rows, added to the stored ones)."""
 
     rows: list[dict[str, Any]]
-
-
-def sqlite_time(value: Any) -> Any:
-    """A datetime as SQLAlchemy writes (and reads) it in SQLite: naive UTC text."""
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return (
-            f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
-            f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
-        )
-    return value
 
 
 def prefix_bounds(prefix: str) -> tuple[str, str | None]:
@@ -229,30 +212,10 @@ class AggregateQueries:
     async def save(self, write: CatalogWrite, start: Cursor, end: Cursor) -> bool:
         """Add one batch's counts and move the progress from `start` to `end`, in one
         transaction; False (nothing written) when the progress is no longer at `start`."""
-        move = {"seq": end.seq, "id": end.id, "from_seq": start.seq, "from_id": start.id}
         rows = sorted(write.rows, key=lambda r: r["aggregate_key"])  # one lock order for all
-        if self.store.is_sqlite:
-
-            def work(conn: sqlite3.Connection) -> bool:
-                if conn.execute(_MOVE, move).rowcount != 1:
-                    raise _Moved
-                if rows:
-                    conn.executemany(
-                        _UPSERT, [{k: sqlite_time(v) for k, v in r.items()} for r in rows]
-                    )
-                return True
-
-            try:
-                return await self.store.sqlite_writer().transaction(work)
-            except _Moved:
-                return False
-        async with self.store.engine.connect() as conn, conn.begin() as transaction:
-            if (await conn.execute(text(_MOVE), move)).rowcount != 1:
-                await transaction.rollback()
-                return False
-            if rows:
-                await conn.execute(text(_UPSERT), rows)
-        return True
+        return await save_with_progress(
+            self.store, aggregate_catalog_progress, start, end, [(_UPSERT, rows)]
+        )
 
     async def reset(self) -> None:
         """Forget the catalog and count every event again (store/catalogs.py)."""
@@ -411,7 +374,3 @@ def catalog_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         row["last_event_id"] = event["id"]
         row["last_event_type"] = event["event_type"]
     return list(out.values())
-
-
-class _Moved(Exception):
-    """Another catalog moved the progress first: this batch is not written."""

@@ -1,4 +1,9 @@
-"""What the catalogs kept behind ingest (event types, aggregates) share: starting over.
+"""What the catalogs kept behind ingest (event types, aggregates) share: saving a batch with
+their progress, and starting over.
+
+A batch is written with the move of the catalog's progress row in one transaction, the move a
+compare-and-set: when another process moved the progress first, nothing is written (so two
+processes over one database never count an event twice).
 
 Each catalog counts the stored events once, following them in commit order from its own
 progress row. When stored events change under it (`eventscope reindex` re-extracted types or
@@ -12,11 +17,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, delete, update
+from sqlalchemy import Table, delete, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql.dml import UpdateBase
+
+from eventscope.backend.store.paging import Cursor
+from eventscope.backend.store.sqlite_writer import sql_value
 
 if TYPE_CHECKING:
     from eventscope.backend.store.eventstore import EventStore
@@ -41,3 +49,44 @@ async def start_over(store: EventStore, tables: Sequence[Table], progress: Table
     async with store.engine.begin() as conn:
         for statement in statements:
             await conn.execute(statement)
+
+
+# (statement, rows): executed once per row; statements with no rows are skipped.
+Writes = Sequence[tuple[str, Sequence[dict[str, Any]]]]
+
+
+class _Moved(Exception):
+    """Another catalog moved the progress first: this batch is not written."""
+
+
+async def save_with_progress(
+    store: EventStore, progress: Table, start: Cursor, end: Cursor, writes: Writes
+) -> bool:
+    """Run `writes` and move `progress` from `start` to `end`, in one transaction; False
+    (nothing written) when the progress is no longer at `start`."""
+    move = text(
+        f"UPDATE {progress.name} SET commit_seq = :seq, event_id = :id "  # noqa: S608 - a table of ours
+        "WHERE id = 1 AND commit_seq = :from_seq AND event_id = :from_id"
+    )
+    moved = {"seq": end.seq, "id": end.id, "from_seq": start.seq, "from_id": start.id}
+    writes = [(sql, rows) for sql, rows in writes if rows]
+    if store.is_sqlite:
+
+        def work(conn: sqlite3.Connection) -> bool:
+            if conn.execute(move.text, moved).rowcount != 1:
+                raise _Moved
+            for sql, rows in writes:
+                conn.executemany(sql, [{k: sql_value(v) for k, v in r.items()} for r in rows])
+            return True
+
+        try:
+            return await store.sqlite_writer().transaction(work)
+        except _Moved:
+            return False
+    async with store.engine.connect() as conn, conn.begin() as transaction:
+        if (await conn.execute(move, moved)).rowcount != 1:
+            await transaction.rollback()
+            return False
+        for sql, rows in writes:
+            await conn.execute(text(sql), list(rows))
+    return True

@@ -57,7 +57,9 @@ _LIST = (
 )
 
 
-def _sql_value(value: Any) -> Any:
+def sql_value(value: Any) -> Any:
+    """A value as SQLAlchemy writes (and reads) it in SQLite: datetimes as naive UTC text,
+    booleans as integers; the writer thread, reindex and the catalogs write through sqlite3."""
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)
@@ -80,7 +82,7 @@ _CONVERTED = tuple(
 def _row_values(row: dict[str, Any], seq: int) -> list[Any]:
     values = [row.get(name) for name in COLUMNS]
     for i in _CONVERTED:
-        values[i] = _sql_value(values[i])
+        values[i] = sql_value(values[i])
     values.append(seq)
     return values
 
@@ -207,7 +209,7 @@ class SqliteBatchWriter:
             conn.executemany(
                 _ROUTING_KEYS,
                 [
-                    (key, n, _sql_value(first), _sql_value(last))
+                    (key, n, sql_value(first), sql_value(last))
                     for key, (n, first, last) in routing_key_counts(keep).items()
                 ],
             )
@@ -226,7 +228,7 @@ class SqliteBatchWriter:
             (
                 ledger.batch,
                 ledger.holder,
-                _sql_value(dt.datetime.now(dt.UTC)),
+                sql_value(dt.datetime.now(dt.UTC)),
                 listing_of(rows),
                 len(keep),
                 decided.skipped,
@@ -254,7 +256,7 @@ class SqliteBatchWriter:
             conn.execute(f"DELETE FROM pending_acks WHERE batch IN ({marks})", chunk)  # noqa: S608
         if expire_before is not None:
             conn.execute(
-                "DELETE FROM pending_acks WHERE created_at < ?", (_sql_value(expire_before),)
+                "DELETE FROM pending_acks WHERE created_at < ?", (sql_value(expire_before),)
             )
 
     def _pending_holders(self, fingerprints: Collection[bytes], exclude: int) -> set[int]:

@@ -13,15 +13,14 @@ rows of these small tables, never the events.
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, func, null, select, text
+from sqlalchemy import case, func, null, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from eventscope.backend.store.catalogs import start_over
+from eventscope.backend.store.catalogs import save_with_progress, start_over
 from eventscope.backend.store.events import PG_HORIZON
 from eventscope.backend.store.models import (
     event_types,
@@ -66,10 +65,6 @@ _ADD_CHANGE = (
     "VALUES (:type_key, :event_id, :at, :changes)"
 )
 _PRUNE = "DELETE FROM type_rate_buckets WHERE minute < :minute"
-_MOVE = (
-    "UPDATE type_catalog_progress SET commit_seq = :seq, event_id = :id "
-    "WHERE id = 1 AND commit_seq = :from_seq AND event_id = :from_id"
-)
 
 
 @dataclass
@@ -87,22 +82,6 @@ class TypesPage:
     rows: list[dict[str, Any]]  # the most recently seen types, newest first
     total: int  # how many types are known
     rates: dict[int, dict[int, int]]  # type_key → minute → events
-
-
-def _sqlite_value(value: Any) -> Any:
-    """A datetime as SQLAlchemy writes (and reads) it in SQLite: naive UTC text."""
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return (
-            f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
-            f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
-        )
-    return value
-
-
-def _for_sqlite(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: _sqlite_value(v) for k, v in row.items()} for row in rows]
 
 
 class EventTypes:
@@ -142,44 +121,24 @@ class EventTypes:
     async def save(self, write: CatalogWrite, start: Cursor, end: Cursor) -> bool:
         """Write one batch and move the progress from `start` to `end`, in one transaction;
         False (nothing written) when the progress is no longer at `start`."""
-        move = {"seq": end.seq, "id": end.id, "from_seq": start.seq, "from_id": start.id}
         buckets = [
             {"type_key": key, "minute": minute, "events": n}
             for (key, minute), n in sorted(write.buckets.items())
         ]
         types = sorted(write.types, key=lambda r: r["type_key"])  # one lock order for all
-        if self.store.is_sqlite:
-
-            def work(conn: sqlite3.Connection) -> bool:
-                if conn.execute(_MOVE, move).rowcount != 1:
-                    raise _Moved
-                if types:
-                    conn.executemany(_UPSERT_TYPE, _for_sqlite(types))
-                if write.changes:
-                    conn.executemany(_ADD_CHANGE, _for_sqlite(write.changes))
-                if buckets:
-                    conn.executemany(_ADD_BUCKET, buckets)
-                if write.prune_before is not None:
-                    conn.execute(_PRUNE, {"minute": write.prune_before})
-                return True
-
-            try:
-                return await self.store.sqlite_writer().transaction(work)
-            except _Moved:
-                return False
-        async with self.store.engine.connect() as conn, conn.begin() as transaction:
-            if (await conn.execute(text(_MOVE), move)).rowcount != 1:
-                await transaction.rollback()
-                return False
-            if types:
-                await conn.execute(text(_UPSERT_TYPE), types)
-            if write.changes:
-                await conn.execute(text(_ADD_CHANGE), write.changes)
-            if buckets:
-                await conn.execute(text(_ADD_BUCKET), buckets)
-            if write.prune_before is not None:
-                await conn.execute(text(_PRUNE), {"minute": write.prune_before})
-        return True
+        prune = [] if write.prune_before is None else [{"minute": write.prune_before}]
+        return await save_with_progress(
+            self.store,
+            type_catalog_progress,
+            start,
+            end,
+            [
+                (_UPSERT_TYPE, types),
+                (_ADD_CHANGE, write.changes),
+                (_ADD_BUCKET, buckets),
+                (_PRUNE, prune),
+            ],
+        )
 
     async def reset(self) -> None:
         """Forget the catalog and count every event again (store/catalogs.py)."""
@@ -239,7 +198,3 @@ async def _rates(conn: AsyncConnection, keys: list[int], since: int) -> dict[int
         for key, minute, n in await conn.execute(buckets):
             rates.setdefault(key, {})[minute] = n
     return rates
-
-
-class _Moved(Exception):
-    """Another catalog moved the progress first: this batch is not written."""
