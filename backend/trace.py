@@ -17,14 +17,13 @@ every row given appears exactly once in the waterfall and once in the tree.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from eventscope.backend.fieldtable import plain
+from eventscope.backend.xdeath import DeathEntry, death_history, first_death
 
 Role = Literal["event", "dead_letter", "retry"]
 LONG_GAP_MIN = dt.timedelta(seconds=1)  # never call a gap shorter than this long
@@ -48,29 +47,17 @@ def sort_key(row: Mapping[str, Any]) -> tuple[dt.datetime, int, int]:
     return event_time(row), int(row.get("commit_seq") or 0), int(row.get("id") or 0)
 
 
-def deaths(headers_json: str | None) -> list[dict[str, Any]]:
+def deaths(headers_json: str | None) -> list[DeathEntry]:
     """The `x-death` entries of a row's typed headers (newest first); [] when there are none
     or they cannot be read (a forged or malformed header is data, not an error)."""
     if not headers_json or len(headers_json) > MAX_DEATH_HEADERS:
         return []
-    try:
-        table = json.loads(headers_json)
-        tagged = table.get("x-death") if isinstance(table, dict) else None
-        value = plain(tagged) if isinstance(tagged, list) and len(tagged) == 2 else None
-    except (ValueError, RecursionError, TypeError, AttributeError):
-        return []
-    if not isinstance(value, list):
-        return []
-    return [entry for entry in value if isinstance(entry, dict)]
+    return death_history(headers_json)[0]
 
 
 def _first_death_exchange(headers_json: str | None) -> str | None:
-    try:
-        tagged = json.loads(headers_json or "{}").get("x-first-death-exchange")
-    except (ValueError, RecursionError, AttributeError):
-        return None
-    value = plain(tagged) if isinstance(tagged, list) and len(tagged) == 2 else None
-    return value if isinstance(value, str) else None
+    first = first_death(headers_json)
+    return first.exchange if first is not None and first.source == "headers" else None
 
 
 def role_of(row: Mapping[str, Any]) -> Role:
@@ -86,7 +73,7 @@ def role_of(row: Mapping[str, Any]) -> Role:
         return "dead_letter"
     headers = row.get("death_headers", row.get("headers"))
     entries = deaths(headers)
-    if not entries or entries[0].get("reason") != "expired":
+    if not entries or entries[0].reason != "expired":
         return "dead_letter"
     exchange = str(row.get("exchange") or "")
     if exchange and exchange == _first_death_exchange(headers):
@@ -100,8 +87,7 @@ def role_of(row: Mapping[str, Any]) -> Role:
 def retry_count(row: Mapping[str, Any]) -> int | None:
     """How many times a retry copy has expired back (x-death `count` of that entry)."""
     entries = deaths(row.get("death_headers", row.get("headers")))
-    count = entries[0].get("count") if entries else None
-    return count if isinstance(count, int) and not isinstance(count, bool) else None
+    return entries[0].count if entries else None
 
 
 @dataclass(frozen=True)
