@@ -12,26 +12,18 @@ processes over one database never count an event twice.
 
 from __future__ import annotations
 
-import datetime as dt
-import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
-from eventscope.backend.behind_ingest import BehindIngest
+from eventscope.backend.behind_ingest import CatalogFollower
 from eventscope.backend.store.aggregates import CatalogWrite, catalog_rows
 from eventscope.backend.store.eventstore import EventStore
 from eventscope.backend.store.paging import Cursor
 
-log = logging.getLogger(__name__)
 
-BATCH = 2000
-CAUGHT_UP_EVERY = 0.5  # seconds: the least time between two small batches
-
-
-class AggregateCatalog(BehindIngest):
+class AggregateCatalog(CatalogFollower):
     name = "aggregate catalog"
-    batch = BATCH
-    caught_up_every = CAUGHT_UP_EVERY
 
     def __init__(
         self,
@@ -40,29 +32,11 @@ class AggregateCatalog(BehindIngest):
         busy: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(busy=busy, clock=clock)
+        super().__init__(store.aggregates, busy=busy, clock=clock)
         self.store = store
-        self.counted = 0
 
-    async def step(self) -> int:
-        return await self.catalog_some()
+    async def count(self, rows: list[dict[str, Any]]) -> CatalogWrite:
+        return CatalogWrite(catalog_rows(rows))
 
-    async def oldest_pending(self) -> dt.datetime | None:
-        queries = self.store.aggregates
-        return await queries.oldest_uncounted(await queries.progress())
-
-    async def catalog_some(self) -> int:
-        """Count the next batch of events; how many were read (0: caught up)."""
-        queries = self.store.aggregates
-        start = await queries.progress()
-        rows = await queries.pending(start, BATCH)
-        if not rows:  # caught up, or (Postgres) the next rows wait behind an open transaction
-            self.behind = self.age(await queries.oldest_uncounted(start))
-            return 0
-        end = Cursor.of(rows[-1])
-        if not await queries.save(CatalogWrite(catalog_rows(rows)), start, end):
-            log.info("another aggregate catalog counted events %s to %s first", start, end)
-            return 0
-        self.counted += len(rows)
-        self.behind = self.age(await queries.oldest_uncounted(end))
-        return len(rows)
+    async def save(self, counts: CatalogWrite, start: Cursor, end: Cursor) -> bool:
+        return await self.store.aggregates.save(counts, start, end)

@@ -17,7 +17,9 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 
+from eventscope.backend.store.paging import Cursor
 from eventscope.backend.waiting import sleep_unless_stopped
 
 log = logging.getLogger(__name__)
@@ -93,3 +95,69 @@ class BehindIngest:
             self.behind = self.age(await self.oldest_pending())
         except Exception:
             return
+
+
+class Counted(Protocol):
+    """A catalog's store side (store/catalogs.py `FollowsEvents` plus how it saves a batch)."""
+
+    async def progress(self) -> Cursor: ...
+
+    async def pending(self, position: Cursor, limit: int) -> list[dict[str, Any]]: ...
+
+    async def oldest_uncounted(self, position: Cursor) -> dt.datetime | None: ...
+
+
+class CatalogFollower(BehindIngest):
+    """A catalog that counts the stored events once, in commit order, batch by batch: each
+    batch's counts are saved with the move of its progress row (a compare-and-set, so two
+    processes over one database never count an event twice). Subclasses say what a batch's
+    counts are (`count`) and how they are saved (`save`)."""
+
+    batch = 2000
+    caught_up_every = 0.5  # seconds: the least time between two small batches
+
+    def __init__(
+        self,
+        queries: Counted,
+        *,
+        busy: Callable[[], bool] = lambda: False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(busy=busy, clock=clock)
+        self.queries = queries
+        self.counted = 0
+
+    async def count(self, rows: list[dict[str, Any]]) -> Any:
+        """What one batch of events adds to the catalog."""
+        raise NotImplementedError
+
+    async def save(self, counts: Any, start: Cursor, end: Cursor) -> bool:
+        """Save `counts` and move the progress from `start` to `end` (False: moved by another)."""
+        raise NotImplementedError
+
+    def saved(self, counts: Any) -> None:
+        """A batch was saved (for subclasses that keep time-based chores)."""
+
+    async def step(self) -> int:
+        return await self.catalog_some()
+
+    async def oldest_pending(self) -> dt.datetime | None:
+        return await self.queries.oldest_uncounted(await self.queries.progress())
+
+    async def catalog_some(self) -> int:
+        """Count the next batch of events; how many were read (0: caught up)."""
+        queries = self.queries
+        start = await queries.progress()
+        rows = await queries.pending(start, self.batch)
+        if not rows:  # caught up, or (Postgres) the next rows wait behind an open transaction
+            self.behind = self.age(await queries.oldest_uncounted(start))
+            return 0
+        end = Cursor.of(rows[-1])
+        counts = await self.count(rows)
+        if not await self.save(counts, start, end):
+            log.info("another %s counted events %s to %s first", self.name, start, end)
+            return 0
+        self.saved(counts)
+        self.counted += len(rows)
+        self.behind = self.age(await queries.oldest_uncounted(end))
+        return len(rows)

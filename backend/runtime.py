@@ -19,6 +19,7 @@ from typing import Any
 from eventscope.backend.aggregate_catalog import AggregateCatalog
 from eventscope.backend.aggregate_folds import AggregateFolds, reducers_for
 from eventscope.backend.changefeed import ChangeFeed
+from eventscope.backend.correlation_catalog import CorrelationCatalog
 from eventscope.backend.ingest.recorder import Recorder
 from eventscope.backend.redaction import Redactor
 from eventscope.backend.search_index import SearchIndexer
@@ -66,6 +67,7 @@ class Runtime:
         # Reducers are loaded once, here: rules or modules that cannot work stop the start.
         self.aggregates = AggregateFolds(self.store, reducers_for(settings))
         self.aggregate_catalog = AggregateCatalog(self.store, busy=self._recording_backlog)
+        self.correlation_catalog = CorrelationCatalog(self.store, busy=self._recording_backlog)
         self.recorder = (
             Recorder(
                 settings, self.store, connection_name=connection_name, on_commit=self._committed
@@ -90,6 +92,7 @@ class Runtime:
         self.indexer.notify()
         self.catalog.notify()
         self.aggregate_catalog.notify()
+        self.correlation_catalog.notify()
 
     def add_task(self, name: str, run: Callable[[asyncio.Event], Coroutine[Any, Any, Any]]) -> None:
         """Another background task (e.g. the web layer's live hub), started with the rest."""
@@ -101,6 +104,7 @@ class Runtime:
             ("search-indexer", self.indexer.run),
             ("type-catalog", self.catalog.run),
             ("aggregate-catalog", self.aggregate_catalog.run),
+            ("correlation-catalog", self.correlation_catalog.run),
         ]
         if self.recorder is not None:
             tasks.append(("recorder", self.recorder.run))

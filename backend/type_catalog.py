@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventscope.backend.behind_ingest import BehindIngest
+from eventscope.backend.behind_ingest import CatalogFollower
 from eventscope.backend.envelope import parse_json_object
 from eventscope.backend.payload_sample import sample
 from eventscope.backend.shapes import (
@@ -197,7 +197,7 @@ class TypeState:
         return row
 
 
-class TypeCatalog(BehindIngest):
+class TypeCatalog(CatalogFollower):
     name = "type catalog"
     batch = BATCH
     # Caught up, each type's row is rewritten at most once a second, so a steady stream of
@@ -211,36 +211,19 @@ class TypeCatalog(BehindIngest):
         busy: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(busy=busy, clock=clock)
+        super().__init__(store.types, busy=busy, clock=clock)
         self.store = store
-        self.counted = 0
         self._pruned_at = 0.0
 
-    async def step(self) -> int:
-        return await self.catalog_some()
+    async def count(self, rows: list[dict[str, Any]]) -> CatalogWrite:
+        return await self._count(rows)
 
-    async def oldest_pending(self) -> dt.datetime | None:
-        types = self.store.types
-        return await types.oldest_uncounted(await types.progress())
+    async def save(self, counts: CatalogWrite, start: Cursor, end: Cursor) -> bool:
+        return await self.store.types.save(counts, start, end)
 
-    async def catalog_some(self) -> int:
-        """Count the next batch of events; how many were counted (0: caught up)."""
-        types = self.store.types
-        start = await types.progress()
-        rows = await types.pending(start, BATCH)
-        if not rows:  # caught up, or (Postgres) the next rows wait behind an open transaction
-            self.behind = self.age(await types.oldest_uncounted(start))
-            return 0
-        end = Cursor.of(rows[-1])
-        write = await self._count(rows)
-        if not await types.save(write, start, end):
-            log.info("another type catalog counted events %s to %s first", start, end)
-            return 0
-        if write.prune_before is not None:
+    def saved(self, counts: CatalogWrite) -> None:
+        if counts.prune_before is not None:
             self._pruned_at = self.clock()
-        self.counted += len(rows)
-        self.behind = self.age(await types.oldest_uncounted(end))
-        return len(rows)
 
     async def _count(self, rows: list[dict[str, Any]]) -> CatalogWrite:
         now = self.clock()

@@ -32,6 +32,7 @@ from typing import Any
 from pg_admin import PG_URL, ensure_database, psql
 from sqlalchemy import text
 
+from eventscope.backend.correlation_catalog import CorrelationCatalog
 from eventscope.backend.envelope import Delivery, to_row
 from eventscope.backend.filters import parse_filter
 from eventscope.backend.redaction import Redactor
@@ -123,9 +124,9 @@ async def load(store: EventStore, n: int) -> float:
 
 
 async def catch_up(store: EventStore) -> None:
-    """What a running eventscope keeps behind ingest: the text index and the type catalog
-    (each resumes from its own progress row, so a reused store only takes in what is new);
-    on Postgres then the statistics autovacuum would have gathered by then."""
+    """What a running eventscope keeps behind ingest: the text index, the type and the
+    correlation catalogs (each resumes from its own progress row, so a reused store only takes
+    in what is new); on Postgres then the statistics autovacuum would have gathered by then."""
     began = time.perf_counter()
     indexer = SearchIndexer(store, Redactor())
     done = 0
@@ -139,6 +140,11 @@ async def catch_up(store: EventStore) -> None:
     while await catalog.catalog_some() > 0:
         pass
     print(f"  catalogued types in {time.perf_counter() - began:.0f} s", file=sys.stderr)
+    began = time.perf_counter()
+    correlations = CorrelationCatalog(store)
+    while await correlations.catalog_some() > 0:
+        pass
+    print(f"  catalogued correlations in {time.perf_counter() - began:.0f} s", file=sys.stderr)
     if not store.is_sqlite:
         async with store.engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")

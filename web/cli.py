@@ -395,6 +395,7 @@ def cmd_reindex(settings: Settings, args: argparse.Namespace) -> None:
             if done.updated:  # the catalogs counted the old values: count again
                 await store.types.reset()
                 await store.aggregates.reset()
+                await store.correlations.reset()
         finally:
             await store.close()
 

@@ -18,18 +18,15 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, true
 
 from eventscope.backend.envelope import aggregate_key, id_key, id_text
-from eventscope.backend.store.catalogs import save_with_progress, start_over
+from eventscope.backend.store.catalogs import FollowsEvents, save_with_progress, start_over
 from eventscope.backend.store.events import PG_HORIZON
 from eventscope.backend.store.models import aggregate_catalog_progress, aggregates, events
-from eventscope.backend.store.paging import OLDEST_FIRST, Cursor, after
-
-if TYPE_CHECKING:
-    from eventscope.backend.store.eventstore import EventStore
+from eventscope.backend.store.paging import OLDEST_FIRST, Cursor
 
 ID_PREFIX_CHARS: Final = 64
 COUNT_CAP: Final = 10_000
@@ -154,9 +151,9 @@ def prefix_bounds(prefix: str) -> tuple[str, str | None]:
     return head, head[:-1] + chr(code)
 
 
-class AggregateQueries:
-    def __init__(self, store: EventStore) -> None:
-        self.store = store
+class AggregateQueries(FollowsEvents):
+    progress_table = aggregate_catalog_progress
+    pending_columns = _PENDING
 
     # --- one aggregate's events -----------------------------------------------------------
 
@@ -184,30 +181,6 @@ class AggregateQueries:
             return [dict(r._mapping) for r in await conn.execute(query)]
 
     # --- the catalog: writing, behind ingest ----------------------------------------------
-
-    async def progress(self) -> Cursor:
-        query = select(
-            aggregate_catalog_progress.c.commit_seq, aggregate_catalog_progress.c.event_id
-        )
-        async with self.store.engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return Cursor(int(row[0]), int(row[1])) if row else Cursor(0, 0)
-
-    async def pending(self, position: Cursor, limit: int) -> list[dict[str, Any]]:
-        """The next events to count, oldest first (only the columns the catalog keeps)."""
-        query = select(*_PENDING).where(*_past(position))
-        if not self.store.is_sqlite:
-            query = query.where(events.c.commit_seq < PG_HORIZON)
-        async with self.store.engine.connect() as conn:
-            result = await conn.execute(query.order_by(*OLDEST_FIRST).limit(limit))
-            return [dict(r._mapping) for r in result]
-
-    async def oldest_uncounted(self, position: Cursor) -> dt.datetime | None:
-        """When the first event not yet counted was received (how far the catalog is behind)."""
-        query = select(events.c.received_at).where(*_past(position))
-        async with self.store.engine.connect() as conn:
-            found: dt.datetime | None = await conn.scalar(query.order_by(*OLDEST_FIRST).limit(1))
-        return found
 
     async def save(self, write: CatalogWrite, start: Cursor, end: Cursor) -> bool:
         """Add one batch's counts and move the progress from `start` to `end`, in one
@@ -318,13 +291,6 @@ class AggregateQueries:
                 and_(aggregates.c.last_seen == when, aggregates.c.aggregate_key < key),
             ),
         )
-
-
-def _past(position: Cursor) -> tuple[ColumnElement[bool], ...]:
-    """Rows after `position` in commit order, with a bound the commit-order index can start
-    from: `after` alone (an OR) makes both databases walk the index from its first entry,
-    about a second at a million events."""
-    return events.c.commit_seq >= position.seq, after(position)
 
 
 def _micros(value: dt.datetime) -> int:

@@ -15,15 +15,18 @@ starts over too.
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, delete, text, update
+from sqlalchemy import ColumnElement, Table, delete, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql.dml import UpdateBase
 
-from eventscope.backend.store.paging import Cursor
+from eventscope.backend.store.events import PG_HORIZON
+from eventscope.backend.store.models import events
+from eventscope.backend.store.paging import OLDEST_FIRST, Cursor, after
 from eventscope.backend.store.sqlite_writer import sql_value
 
 if TYPE_CHECKING:
@@ -90,3 +93,45 @@ async def save_with_progress(
         for sql, rows in writes:
             await conn.execute(text(sql), list(rows))
     return True
+
+
+class FollowsEvents:
+    """A catalog's place in the stored events: its progress row, the next events to count, and
+    how long the first uncounted one has waited. Subclasses name their progress table and the
+    columns they count."""
+
+    progress_table: Table
+    pending_columns: Sequence[Any]
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    async def progress(self) -> Cursor:
+        table = self.progress_table
+        async with self.store.engine.connect() as conn:
+            row = (await conn.execute(select(table.c.commit_seq, table.c.event_id))).first()
+        return Cursor(int(row[0]), int(row[1])) if row else Cursor(0, 0)
+
+    async def pending(self, position: Cursor, limit: int) -> list[dict[str, Any]]:
+        """The next events to count, oldest first; on Postgres only those below the horizon
+        (no transaction still running can commit an event before them)."""
+        query = select(*self.pending_columns).where(*past(position))
+        if not self.store.is_sqlite:
+            query = query.where(events.c.commit_seq < PG_HORIZON)
+        async with self.store.engine.connect() as conn:
+            result = await conn.execute(query.order_by(*OLDEST_FIRST).limit(limit))
+            return [dict(r._mapping) for r in result]
+
+    async def oldest_uncounted(self, position: Cursor) -> dt.datetime | None:
+        """When the first event not yet counted was received (how far the catalog is behind)."""
+        query = select(events.c.received_at).where(*past(position))
+        async with self.store.engine.connect() as conn:
+            found: dt.datetime | None = await conn.scalar(query.order_by(*OLDEST_FIRST).limit(1))
+        return found
+
+
+def past(position: Cursor) -> tuple[ColumnElement[bool], ...]:
+    """Rows after `position` in commit order, with a bound the commit-order index can start
+    from: `after` alone (an OR) makes both databases walk the index from its first entry,
+    about a second at a million events."""
+    return events.c.commit_seq >= position.seq, after(position)

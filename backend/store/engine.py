@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Result, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 # Every SQLite connection, the engine's and the writer thread's, runs these first.
@@ -31,3 +31,10 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(database_url, **kwargs)
+
+
+def as_dicts(result: Result[Any]) -> list[dict[str, Any]]:
+    """A result's rows as plain dicts (zipping its keys once is about twice as fast as
+    `dict(row._mapping)` per row, which pages of hundreds of rows notice)."""
+    keys = list(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]

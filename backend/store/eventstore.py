@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventscope.backend.store.aggregates import AggregateQueries
 from eventscope.backend.store.audit import AuditLog
+from eventscope.backend.store.correlations import CorrelationCatalogQueries
 from eventscope.backend.store.engine import create_engine
 from eventscope.backend.store.events import EventQueries
 from eventscope.backend.store.fulltext import FullText
@@ -44,6 +45,7 @@ class EventStore:
         self.trace = TraceQueries(self)  # one correlation's events (backend/trace.py)
         self.types = EventTypes(self)  # the event type catalog (backend/type_catalog.py)
         self.aggregates = AggregateQueries(self)  # one aggregate's events, the catalog
+        self.correlations = CorrelationCatalogQueries(self)  # what traces summarise from
         self._writer: SqliteBatchWriter | PostgresBatchWriter | None = None
 
     @property

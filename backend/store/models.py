@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     text,
 )
 from sqlalchemy.dialects import postgresql
@@ -110,6 +111,19 @@ events = Table(
         postgresql_where=text("trace_key IS NOT NULL"),
     ),
     sqlite_autoincrement=True,
+)
+
+# A trace reads one correlation in event time (occurred, else received), then commit order:
+# its first page is a range of this index, not a sort of every event the correlation holds
+# (backend/store/trace.py).
+Index(
+    "ix_events_correlation_time",
+    events.c.correlation_key,
+    func.coalesce(events.c.occurred_at, events.c.received_at),
+    events.c.commit_seq,
+    events.c.id,
+    sqlite_where=text("correlation_key IS NOT NULL"),
+    postgresql_where=text("correlation_key IS NOT NULL"),
 )
 
 SUMMARY_COLUMNS = (
@@ -305,6 +319,36 @@ aggregates = Table(
 # Where the aggregate catalog stands: every event up to this cursor is counted.
 aggregate_catalog_progress = Table(
     "aggregate_catalog_progress",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("commit_seq", BigInteger, nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+)
+
+# The correlation catalog, kept behind ingest by backend/correlation_catalog.py: per
+# correlation and service (`service_key`: the source's key, 0 for none), what a trace's summary
+# needs, so a 10,000-event trace never reads all its events to say what it holds. Ids are
+# display forms as in `events`; `mixed` says two different ids (or services) share one key, and
+# a trace of that key counts its events instead (backend/store/trace.py).
+correlation_services = Table(
+    "correlation_services",
+    metadata,
+    Column("correlation_key", BigInteger, primary_key=True, autoincrement=False),
+    Column("service_key", BigInteger, primary_key=True, autoincrement=False),
+    Column("correlation_id", Text, nullable=False),
+    Column("source", Text),
+    Column("mixed", Boolean, nullable=False),
+    Column("events", BigInteger, nullable=False),
+    Column("first_at", DateTime(timezone=True), nullable=False),  # event time
+    Column("last_at", DateTime(timezone=True), nullable=False),
+    Column("dead", BigInteger, nullable=False),  # dead letters of every kind, retries included
+    Column("x_deaths", BigInteger, nullable=False),  # x-death copies
+    Column("retries", BigInteger, nullable=False),  # x-death copies that are TTL retries
+)
+
+# Where the correlation catalog stands: every event up to this cursor is counted.
+correlation_catalog_progress = Table(
+    "correlation_catalog_progress",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("commit_seq", BigInteger, nullable=False),

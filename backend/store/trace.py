@@ -21,6 +21,7 @@ newest `scan` events the filter selects, each summarised over at most `cap` of i
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,7 +50,14 @@ from sqlalchemy.types import TypeEngine
 
 from eventscope.backend.envelope import id_key, id_text
 from eventscope.backend.filters import EventFilter
-from eventscope.backend.store.models import SUMMARY_COLUMNS, events
+from eventscope.backend.store.correlations import DEATH_HEADERS, EVENT_AT
+from eventscope.backend.store.engine import as_dicts
+from eventscope.backend.store.models import (
+    SUMMARY_COLUMNS,
+    correlation_catalog_progress,
+    correlation_services,
+    events,
+)
 from eventscope.backend.store.paging import MAX_ROW_ID, NEWEST_FIRST, OLDEST_FIRST, Cursor
 from eventscope.backend.trace import role_of
 
@@ -66,9 +74,6 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
 _CURSOR = re.compile(r"^(-?\d{1,18})_(\d{1,19})-(\d{1,19})$")
 
-EVENT_AT = func.coalesce(events.c.occurred_at, events.c.received_at)
-# Headers are read only where they decide something: x-death copies (retry or dead letter).
-DEATH_HEADERS = case((events.c.dead_letter == "x-death", events.c.headers), else_=None)
 TRACE_COLUMNS = (*SUMMARY_COLUMNS, EVENT_AT.label("event_at"), DEATH_HEADERS.label("death_headers"))
 
 
@@ -187,28 +192,106 @@ class TraceQueries:
         """The exact summary and `limit` events after `after` in event-time order, with the
         events beyond the page that its rows name as cause or original.
 
-        One statement reads the correlation's rows once (a CTE the database materialises:
-        the rows' times, services, ids) and answers everything from it: totals, services,
-        the page's positions, the newest row, x-death copies and causes beyond the page. A
-        second one fetches the page's full rows by primary key."""
+        One statement (one snapshot) reads the correlation catalog's rows, the events committed
+        since its progress, the newest event and the page's positions (a range of the
+        event-time index); a second fetches the page's full rows. A key the catalog cannot
+        vouch for (two ids share it) is summarised by reading its events (`_page_by_scan`)."""
         limit = max(0, min(limit, MAX_PAGE))
+        key, ident = id_key(correlation), id_text(correlation)
+        if key is None or ident is None:
+            return TracePage(EMPTY, [], None, None)
         async with self.store.engine.connect() as conn:
-            found = await _all(conn, self._scan(matching(correlation), limit, after))
+            params: dict[str, Any] = {"key": key, "ident": ident, "limit_1": limit + 1}
+            if after is not None:
+                params |= {"after_at": self._time(after.at), "after_seq": after.seq}
+                params["after_id"] = after.id
+            statement = _catalogued(limit > 0, after is not None)
+            found = as_dicts(await conn.execute(statement, params))
             by_kind: dict[str, list[dict[str, Any]]] = {}
             for row in found:
                 by_kind.setdefault(row["kind"], []).append(row)
-            if not by_kind.get("t") or not by_kind["t"][0]["n"]:
-                return TracePage(EMPTY, [], None, None)
-            positions = sorted(
-                by_kind.get("p", []),
-                key=lambda r: (_sortable(r["first_at"]), r["ref_seq"], r["ref_id"]),
+            counted = by_kind["kc"][0]
+            if counted["ref_seq"]:  # another id (or service name) shares these keys
+                return await self._page_by_scan(conn, correlation, limit, after)
+            deaths = [int(r["ref_id"]) for r in by_kind.get("x", [])]
+            summary = _merged_summary(
+                by_kind, await self._retries(conn, deaths), len(deaths) >= MAX_DEATHS_READ
             )
+            if not summary.events:
+                return TracePage(EMPTY, [], None, None)
+            positions = by_kind.get("p", [])
             more = len(positions) > limit
             page_ids = [int(r["ref_id"]) for r in positions[:limit]]
-            cause_ids = [int(r["ref_id"]) for r in by_kind.get("c", [])]
-            full = await self._rows(conn, [*page_ids, *cause_ids])
-            deaths = [int(r["ref_id"]) for r in by_kind.get("x", [])]
-            retries = await self._retries(conn, deaths)
+            full = await self._rows(conn, page_ids)
+            rows = [full[i] for i in page_ids if i in full]
+            outside = await self._causes(conn, key, ident, rows) if (more or after) else []
+        return TracePage(
+            summary,
+            rows,
+            TraceCursor.of(rows[-1]) if more and rows else None,
+            after.at if after is not None else None,
+            outside,
+        )
+
+    async def _causes(
+        self, conn: AsyncConnection, key: int, ident: str, rows: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The correlation's events beyond this page that its rows name: causes (by event id,
+        then message id) and the originals of its dead-letter copies. Names found on the page
+        need nothing; the rest are looked up by message id through its index first, and only
+        what is still missing by event id among the correlation's events."""
+        on_page = {r["id"] for r in rows}
+        known = {r.get("event_id") for r in rows} | {r.get("message_id") for r in rows}
+        wanted = {r["causation_id"] for r in rows if r.get("causation_id")}
+        wanted |= {r["event_id"] for r in rows if r.get("dead_letter") and r.get("event_id")}
+        wanted -= known
+        if not wanted:
+            return []
+        names = sorted(wanted)[:MAX_CAUSES]
+        mine = matching_stored(key, ident)
+        by_message = select(events.c.id).where(
+            events.c.message_id_key.in_(sorted({k for n in names if (k := id_key(n)) is not None})),
+            events.c.message_id.in_(names),
+            *mine,
+        )
+        found = {int(r["id"]) for r in await _all(conn, by_message.limit(MAX_CAUSES))}
+        extra = await self._rows(conn, sorted(found - on_page))
+        seen = {r.get("message_id") for r in extra.values()} | {
+            r.get("event_id") for r in extra.values()
+        }
+        missing = [n for n in names if n not in seen]
+        if missing:  # (orphans end up here: a cause never recorded is looked for once)
+            by_event = select(events.c.id).where(events.c.event_id.in_(missing), *mine)
+            more = {int(r["id"]) for r in await _all(conn, by_event.limit(MAX_CAUSES))}
+            extra.update(await self._rows(conn, sorted(more - on_page - set(extra))))
+        return list(extra.values())[:MAX_CAUSES]
+
+    async def _page_by_scan(
+        self,
+        conn: AsyncConnection,
+        correlation: str,
+        limit: int,
+        after: TraceCursor | None,
+    ) -> TracePage:
+        """`page` for a key the catalog cannot vouch for: one statement reads the
+        correlation's rows once (a CTE: times, services, ids) and answers everything from it;
+        a second fetches the page's full rows by primary key."""
+        found = await _all(conn, self._scan(matching(correlation), limit, after))
+        by_kind: dict[str, list[dict[str, Any]]] = {}
+        for row in found:
+            by_kind.setdefault(row["kind"], []).append(row)
+        if not by_kind.get("t") or not by_kind["t"][0]["n"]:
+            return TracePage(EMPTY, [], None, None)
+        positions = sorted(
+            by_kind.get("p", []),
+            key=lambda r: (_sortable(r["first_at"]), r["ref_seq"], r["ref_id"]),
+        )
+        more = len(positions) > limit
+        page_ids = [int(r["ref_id"]) for r in positions[:limit]]
+        cause_ids = [int(r["ref_id"]) for r in by_kind.get("c", [])]
+        full = await self._rows(conn, [*page_ids, *cause_ids])
+        deaths = [int(r["ref_id"]) for r in by_kind.get("x", [])]
+        retries = await self._retries(conn, deaths)
         summary = _summary_of(by_kind, retries, len(deaths) >= MAX_DEATHS_READ)
         rows = [full[i] for i in page_ids if i in full]
         return TracePage(
@@ -440,6 +523,137 @@ class TraceQueries:
         return counts
 
 
+@functools.cache
+def _catalogued(paged: bool, after: bool) -> Any:
+    """The one-snapshot statement of `page`, built once per shape (parameters `key`, `ident`,
+    `limit_1`, and `after_at`, `after_seq`, `after_id` when continuing): kc (catalog totals,
+    and whether it can vouch for this id), k (catalog rows per service), dt and d (the same
+    over events committed since the catalog's progress), x (their x-death copies), n (newest
+    in commit order), p (the page's positions in event-time order)."""
+    cs = correlation_services
+    key = bindparam("key", type_=BigInteger)
+    ident = bindparam("ident", type_=Text)
+    unsure = case((or_(cs.c.mixed, cs.c.correlation_id != ident), 1), else_=0)
+    mine = cs.c.correlation_key == key
+    catalog_totals = select(
+        *_columns(
+            "kc",
+            n=func.count(),
+            first_at=func.min(cs.c.first_at),
+            last_at=func.max(cs.c.last_at),
+            dead=func.sum(cs.c.dead),
+            x_deaths=func.sum(cs.c.events),  # (the events counted, in this arm)
+            ref_id=func.sum(cs.c.retries),
+            ref_seq=func.coalesce(func.max(unsure), 0),
+        )
+    ).where(mine)
+    catalog_rows = (
+        select(
+            *_columns(
+                "k",
+                source=cs.c.source,
+                n=cs.c.events,
+                first_at=cs.c.first_at,
+                last_at=cs.c.last_at,
+                dead=cs.c.dead,
+                x_deaths=cs.c.x_deaths,
+                ref_id=cs.c.retries,
+            )
+        )
+        .where(mine)
+        .order_by(cs.c.first_at, cs.c.service_key)
+        .limit(MAX_SERVICES)
+    )
+    progress = correlation_catalog_progress
+    seq = select(progress.c.commit_seq).where(progress.c.id == 1).scalar_subquery()
+    row_id = select(progress.c.event_id).where(progress.c.id == 1).scalar_subquery()
+    since = [
+        events.c.correlation_key == key,
+        events.c.correlation_id == ident,
+        events.c.commit_seq >= seq,
+        or_(events.c.commit_seq > seq, events.c.id > row_id),
+    ]
+    x_death = case((events.c.dead_letter == "x-death", 1), else_=0)
+    delta_totals = select(
+        *_columns(
+            "dt",
+            n=func.count(),
+            first_at=func.min(EVENT_AT),
+            last_at=func.max(EVENT_AT),
+            dead=func.count(events.c.dead_letter),
+            x_deaths=func.sum(x_death),
+        )
+    ).where(*since)
+    delta_rows = (
+        select(
+            *_columns(
+                "d",
+                source=events.c.source,
+                n=func.count(),
+                first_at=func.min(EVENT_AT),
+                last_at=func.max(EVENT_AT),
+                dead=func.count(events.c.dead_letter),
+                x_deaths=func.sum(x_death),
+            )
+        )
+        .where(*since)
+        .group_by(events.c.source)
+        .order_by(func.min(EVENT_AT), events.c.source)
+        .limit(MAX_SERVICES)
+    )
+
+    def ids(kind: str, query: Select[Any]) -> Select[Any]:
+        inner = query.subquery()
+        return select(*_columns(kind, ref_id=inner.c.id, ref_seq=inner.c.commit_seq))
+
+    deaths = (
+        select(events.c.id, events.c.commit_seq)
+        .where(*since, events.c.dead_letter == "x-death")
+        .limit(MAX_DEATHS_READ)
+    )
+    newest = (
+        select(events.c.id, events.c.commit_seq)
+        .where(events.c.correlation_key == key, events.c.correlation_id == ident)
+        .order_by(events.c.commit_seq.desc(), events.c.id.desc())
+        .limit(1)
+    )
+    arms = [
+        catalog_totals,
+        _arm(catalog_rows),
+        delta_totals,
+        _arm(delta_rows),
+        ids("x", deaths),
+        ids("n", newest),
+    ]
+    if paged:
+        page = select(events.c.id, events.c.commit_seq, EVENT_AT.label("at")).where(
+            events.c.correlation_key == key, events.c.correlation_id == ident
+        )
+        if after:
+            at = bindparam("after_at", type_=events.c.received_at.type)
+            last_seq = bindparam("after_seq", type_=BigInteger)
+            last_id = bindparam("after_id", type_=BigInteger)
+            page = page.where(
+                at <= EVENT_AT,  # the bound the event-time index starts from
+                or_(
+                    at < EVENT_AT,
+                    events.c.commit_seq > last_seq,
+                    and_(events.c.commit_seq == last_seq, events.c.id > last_id),
+                ),
+            )
+        inner = (
+            page.order_by(EVENT_AT, events.c.commit_seq, events.c.id)
+            .limit(bindparam("limit_1", type_=BigInteger))
+            .subquery()
+        )
+        arms.append(
+            select(
+                *_columns("p", first_at=inner.c.at, ref_id=inner.c.id, ref_seq=inner.c.commit_seq)
+            )
+        )
+    return union_all(*arms)
+
+
 _ARM_TYPES: dict[str, TypeEngine[Any]] = {
     "source": Text(),
     "n": BigInteger(),
@@ -489,6 +703,44 @@ def _summary_of(
         retries_capped,
         Cursor(int(newest[0]["ref_seq"]), int(newest[0]["ref_id"])) if newest else None,
     )
+
+
+def _merged_summary(
+    by_kind: dict[str, list[dict[str, Any]]], delta_retries: int, retries_capped: bool
+) -> TraceSummary:
+    """The summary from the catalog's rows plus the events committed since its progress."""
+    counted, since = by_kind["kc"][0], by_kind["dt"][0]
+    services: dict[str | None, dict[str, Any]] = {}
+    for g in (*by_kind.get("k", []), *by_kind.get("d", [])):
+        seen = services.get(g["source"])
+        first = utc(g["first_at"])
+        if seen is None:
+            services[g["source"]] = {"n": int(g["n"]), "first_at": first}
+        else:
+            seen["n"] += int(g["n"])
+            seen["first_at"] = min(seen["first_at"], first, key=_sortable)
+    listed = sorted(services.items(), key=lambda s: (_sortable(s[1]["first_at"]), s[0] or ""))
+    firsts = [t for t in (utc(counted["first_at"]), utc(since["first_at"])) if t is not None]
+    lasts = [t for t in (utc(counted["last_at"]), utc(since["last_at"])) if t is not None]
+    retries = int(counted["ref_id"] or 0) + delta_retries
+    catalogued = int(counted["n"] or 0)  # services the catalog holds (all listed up to the cap)
+    fresh = sum(1 for g in by_kind.get("d", []) if g["source"] not in _sources_of(by_kind.get("k")))
+    newest = by_kind.get("n", [])
+    return TraceSummary(
+        int(counted["x_deaths"] or 0) + int(since["n"] or 0),
+        min(firsts, default=None),
+        max(lasts, default=None),
+        tuple(Service(source, v["n"], v["first_at"]) for source, v in listed[:MAX_SERVICES]),
+        catalogued + fresh,
+        int(counted["dead"] or 0) + int(since["dead"] or 0) - retries,
+        retries,
+        retries_capped,
+        Cursor(int(newest[0]["ref_seq"]), int(newest[0]["ref_id"])) if newest else None,
+    )
+
+
+def _sources_of(rows: Sequence[dict[str, Any]] | None) -> set[str | None]:
+    return {r["source"] for r in rows or ()}
 
 
 def matching_stored(key: int, text: str) -> list[ColumnElement[bool]]:
@@ -551,4 +803,4 @@ def _sortable(value: dt.datetime | None) -> dt.datetime:
 
 
 async def _all(conn: AsyncConnection, query: Any) -> list[dict[str, Any]]:
-    return [dict(row._mapping) for row in await conn.execute(query)]
+    return as_dicts(await conn.execute(query))

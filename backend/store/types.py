@@ -12,16 +12,14 @@ rows of these small tables, never the events.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import case, func, null, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from eventscope.backend.store.catalogs import save_with_progress, start_over
-from eventscope.backend.store.events import PG_HORIZON
+from eventscope.backend.store.catalogs import FollowsEvents, save_with_progress, start_over
 from eventscope.backend.store.models import (
     event_types,
     events,
@@ -29,10 +27,7 @@ from eventscope.backend.store.models import (
     type_rate_buckets,
     type_shape_changes,
 )
-from eventscope.backend.store.paging import OLDEST_FIRST, Cursor, after
-
-if TYPE_CHECKING:
-    from eventscope.backend.store.eventstore import EventStore
+from eventscope.backend.store.paging import Cursor
 
 MAX_SHAPE_BODY = 256 * 1024  # larger bodies are counted, not read for their shape or sample
 TYPE_COLUMNS = tuple(c.name for c in event_types.columns)
@@ -84,31 +79,9 @@ class TypesPage:
     rates: dict[int, dict[int, int]]  # type_key → minute → events
 
 
-class EventTypes:
-    def __init__(self, store: EventStore) -> None:
-        self.store = store
-
-    async def progress(self) -> Cursor:
-        query = select(type_catalog_progress.c.commit_seq, type_catalog_progress.c.event_id)
-        async with self.store.engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return Cursor(int(row[0]), int(row[1])) if row else Cursor(0, 0)
-
-    async def pending(self, position: Cursor, limit: int) -> list[dict[str, Any]]:
-        """The next events to count, oldest first (bodies over MAX_SHAPE_BODY as None)."""
-        query = select(*_PENDING).where(after(position))
-        if not self.store.is_sqlite:
-            query = query.where(events.c.commit_seq < PG_HORIZON)
-        async with self.store.engine.connect() as conn:
-            result = await conn.execute(query.order_by(*OLDEST_FIRST).limit(limit))
-            return [dict(r._mapping) for r in result]
-
-    async def oldest_uncounted(self, position: Cursor) -> dt.datetime | None:
-        """When the first event not yet counted was received (how far the catalog is behind)."""
-        query = select(events.c.received_at).where(after(position))
-        async with self.store.engine.connect() as conn:
-            found: dt.datetime | None = await conn.scalar(query.order_by(*OLDEST_FIRST).limit(1))
-        return found
+class EventTypes(FollowsEvents):
+    progress_table = type_catalog_progress
+    pending_columns = _PENDING
 
     async def known(self, keys: Sequence[int]) -> dict[int, dict[str, Any]]:
         """The stored rows of these types."""
