@@ -139,6 +139,11 @@ class Settings:
         "the status.",
         shown="none",
     )
+    error_headers: tuple[str, ...] = _setting(
+        ("x-exception-message", "x-error", "error"),
+        "Comma-separated header names (case-insensitive) a dead letter's error text is read "
+        "from, first found wins; native dead letters carry none of their own.",
+    )
     extraction_rules: str | None = _setting(
         None,
         "TOML file saying where each event's id, type, correlation id, aggregate, source, trace "

@@ -41,6 +41,7 @@ from eventscope.web.routes.audit import audit_api, audit_page
 from eventscope.web.routes.compare import compare_api, compare_page
 from eventscope.web.routes.correlation_events import CorrelationEventsApi
 from eventscope.web.routes.correlations import CorrelationPages, CorrelationsApi
+from eventscope.web.routes.dead_letters import DeadLetterPages, DeadLettersApi
 from eventscope.web.routes.export import export_events
 from eventscope.web.routes.health import healthz
 from eventscope.web.routes.live import live_socket
@@ -159,6 +160,8 @@ def create_app(
             CorrelationEventsApi,
             CorrelationPages,
             CorrelationsApi,
+            DeadLetterPages,
+            DeadLettersApi,
             export_events,
             healthz,
             live_socket,

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from eventscope.backend.store.aggregates import AggregateQueries
 from eventscope.backend.store.audit import AuditLog
 from eventscope.backend.store.correlations import CorrelationCatalogQueries
+from eventscope.backend.store.dead_letters import DeadLetterQueries
 from eventscope.backend.store.engine import create_engine
 from eventscope.backend.store.events import EventQueries
 from eventscope.backend.store.fulltext import FullText
@@ -46,6 +47,7 @@ class EventStore:
         self.types = EventTypes(self)  # the event type catalog (backend/type_catalog.py)
         self.aggregates = AggregateQueries(self)  # one aggregate's events, the catalog
         self.correlations = CorrelationCatalogQueries(self)  # what traces summarise from
+        self.dead_letters = DeadLetterQueries(self)  # the newest dead letters, for /dlq
         self._writer: SqliteBatchWriter | PostgresBatchWriter | None = None
 
     @property

@@ -1,0 +1,81 @@
+"""The dead letters the recorder stored, newest first, for `/dlq` (backend/dead_letters.py
+groups them).
+
+Dead letters are a small share of a bus, so the page reads the newest `scan` of them that the
+filter selects (through the search's filter language and its dead-letter index) and says when
+there were more; headers are read for every one (x-death, error headers), bodies only for the
+seed's `dlq.<key>` wrappers and only up to `MAX_WRAPPER_BODY`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import case, null, select
+
+from eventscope.backend.filters import EventFilter
+from eventscope.backend.store.engine import as_dicts
+from eventscope.backend.store.models import events
+from eventscope.backend.store.paging import Cursor
+
+if TYPE_CHECKING:
+    from eventscope.backend.store.eventstore import EventStore
+
+MAX_SCAN = 5000
+PAGE = 500
+MAX_WRAPPER_BODY = 64 * 1024  # a dlq.<key> wrapper read for its error and retries
+
+_DETAIL = (
+    events.c.id,
+    events.c.headers,
+    case(
+        (
+            (events.c.dead_letter == "dlq-key") & (events.c.body_size <= MAX_WRAPPER_BODY),
+            events.c.body,
+        ),
+        else_=null(),
+    ).label("body"),
+)
+
+
+@dataclass(frozen=True)
+class DeadLetterRows:
+    rows: list[dict[str, Any]]  # newest first: the summary columns, headers, wrapper bodies
+    more: bool  # more dead letters match than were read
+
+
+class DeadLetterQueries:
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    async def newest(self, f: EventFilter, scan: int = MAX_SCAN) -> DeadLetterRows:
+        """The newest `scan` stored dead letters (x-death copies, retries among them, and
+        `dlq.` messages) that `f` selects."""
+        wanted = replace(f, dead_letter=True)
+        rows: list[dict[str, Any]] = []
+        older: Cursor | None = None
+        more = False
+        while True:
+            found = await self.store.search.page(
+                wanted, min(PAGE, scan - len(rows)) or 1, older_than=older
+            )
+            rows += found.page.rows
+            older = found.page.older
+            if older is None:
+                break
+            if len(rows) >= scan:
+                more = True
+                break
+        rows = rows[:scan]
+        details = await self._details([int(r["id"]) for r in rows])
+        return DeadLetterRows([{**r, **details.get(int(r["id"]), {})} for r in rows], more)
+
+    async def _details(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        out: dict[int, dict[str, Any]] = {}
+        async with self.store.engine.connect() as conn:
+            for start in range(0, len(ids), PAGE):
+                query = select(*_DETAIL).where(events.c.id.in_(ids[start : start + PAGE]))
+                for row in as_dicts(await conn.execute(query)):
+                    out[int(row["id"])] = row
+        return out
