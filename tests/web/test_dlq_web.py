@@ -133,3 +133,25 @@ async def test_viewers_see_error_texts_masked(anon: Client, put: Callable[..., A
     members = (await viewer.get("/api/dlq", params={"group": group["fingerprint"]})).json()
     assert "4111111111111111" not in str(members)
     assert MASK in members["items"][0]["error"]
+
+
+async def test_the_event_page_shows_a_dead_letters_failure_and_x_death_history(
+    client: Client, put: Callable[..., Any]
+) -> None:
+    ids = await put(*failures())
+    page = (await client.get(f"/events/{ids[0]}", headers=HTML)).text
+    section = page[page.index('id="dead-letter"') :]
+    assert "shipping" in section and "rejected" in section
+    assert "order 41 not found" in section
+    assert "x-death history" in section and "2025-10-22T14:00:00" in section
+    group = by_place((await client.get("/api/dlq")).json()["groups"])[
+        ("shipping", "rejected", "order.paid", "order <n> not found")
+    ]
+    assert f'href="/dlq?group={group["fingerprint"]}"' in section
+
+    malformed = (await client.get(f"/events/{ids[4]}", headers=HTML)).text
+    assert 'id="death-problems"' in malformed
+    retry = (await client.get(f"/events/{ids[5]}", headers=HTML)).text
+    assert "Retry copy" in retry and "Dead letter</h2>" not in retry
+    ordinary = (await client.get(f"/events/{ids[6]}", headers=HTML)).text
+    assert 'id="dead-letter"' not in ordinary

@@ -22,8 +22,7 @@ from eventscope.backend.redaction import Redactor
 from eventscope.backend.settings import Settings
 from eventscope.backend.store.dead_letters import MAX_SCAN
 from eventscope.backend.store.eventstore import EventStore
-from eventscope.web.display import iso
-from eventscope.web.event_view import shown
+from eventscope.web.dead_letter_view import failure_json, group_json
 from eventscope.web.filtering import filter_context, filter_from, query, refuse_masked_values
 from eventscope.web.request import AnyRequest
 
@@ -50,61 +49,6 @@ async def _read(
         if (failure := failure_of(r, settings.error_headers)) is not None
     ]
     return failures, group_failures(failures), found.more, rows
-
-
-def _age(now: dt.datetime, then: dt.datetime | None) -> str:
-    """How long ago, short: 42 s, 5 min, 3 h, 2 d."""
-    if then is None:
-        return "—"
-    seconds = max(0, int((now - then).total_seconds()))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    if seconds < 86400:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} d"
-
-
-def group_json(group: FailureGroup, mask: Redactor | None, now: dt.datetime) -> dict[str, Any]:
-    return {
-        "fingerprint": group.fingerprint,
-        "queue": group.queue,
-        "reason": group.reason,
-        "routing_key": group.routing_key,
-        "error": shown("error", group.error, mask),
-        "count": group.count,
-        "oldest": iso(group.oldest),
-        "newest": iso(group.newest),
-        "oldest_age": _age(now, group.oldest),
-        "newest_age": _age(now, group.newest),
-        "malformed": group.malformed,
-        "kinds": sorted(group.kinds),
-        "sample_id": group.sample.row_id,
-    }
-
-
-def failure_json(
-    failure: Failure, row: dict[str, Any] | None, mask: Redactor | None
-) -> dict[str, Any]:
-    row = row or {}
-    return {
-        "id": failure.row_id,
-        "kind": failure.kind,
-        "queue": failure.queue,
-        "reason": failure.reason,
-        "exchange": failure.exchange,
-        "routing_key": failure.routing_key,
-        "error": shown("error", failure.error, mask),
-        "deaths": failure.deaths,
-        "received_at": iso(failure.received_at),
-        "problems": list(failure.problems),
-        "event_type": row.get("event_type"),
-        "correlation_id": shown("correlation_id", row.get("correlation_id"), mask),
-        "aggregate_type": row.get("aggregate_type"),
-        "aggregate_id": shown("aggregate_id", row.get("aggregate_id"), mask),
-        "aggregate_version": row.get("aggregate_version"),
-    }
 
 
 def _members(

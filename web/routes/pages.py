@@ -16,6 +16,7 @@ from eventscope.backend.store.eventstore import EventStore
 from eventscope.web.auth import operator_only
 from eventscope.web.context import WebContext
 from eventscope.web.copy_values import copy_values
+from eventscope.web.dead_letter_view import death_context
 from eventscope.web.dependencies import Position, event_or_404
 from eventscope.web.event_view import masked_row, off_loop, page_context
 from eventscope.web.filtering import filter_context, filter_from, query, refuse_masked_values
@@ -98,11 +99,13 @@ class Pages(Controller):
     async def event(
         self,
         store: NamedDependency[EventStore],
+        settings: NamedDependency[Settings],
         mask: NamedDependency[Redactor | None],
         event_id: FromPath[int],
     ) -> Template:
         row = await event_or_404(store, event_id)
         context = await off_loop(detail_page, row, mask)
+        context["death"] = death_context(row, mask, settings.error_headers)
         related = await store.events.related(row)
         context["related"] = {
             kind: [masked_row(other, mask) for other in others] for kind, others in related.items()
