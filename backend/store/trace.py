@@ -429,17 +429,21 @@ class TraceQueries:
         cap: int = RECENT_CAP,
     ) -> list[Correlation]:
         """Correlations among the newest `scan` events the filter selects, newest activity
-        first, each summarised over at most `cap` of its rows (`summary.capped` past that)."""
+        first, each with its exact summary from the correlation catalog; a key the catalog
+        cannot vouch for is summarised over at most `cap` of its rows (`summary.capped` past
+        that)."""
         async with self.store.engine.connect() as conn:
             candidates = await self._recent_ids(conn, f, scan)
             chosen = candidates[: max(1, limit)]
             if not chosen:
                 return []
+            exact = await self._catalogued_summaries(conn, chosen)
+            rest = [(i, c) for i, c in enumerate(chosen) if (c[0], c[1]) not in exact]
             arms = [
                 grouped(matching_stored(key, text), cap)
                 .order_by(None)  # a compound SELECT's arms take no ORDER BY (SQLite)
                 .add_columns(literal(i).label("slot"))
-                for i, (key, text, _) in enumerate(chosen)
+                for i, (key, text, _) in rest
             ]
             found: dict[int, list[dict[str, Any]]] = {}
             for start in range(0, len(arms), 100):  # compound SELECT limits (SQLite: 500)
@@ -447,9 +451,14 @@ class TraceQueries:
                 query = union_all(*part) if len(part) > 1 else part[0]
                 for row in await _all(conn, query):
                     found.setdefault(int(row["slot"]), []).append(row)
-            retries = await self._recent_retries(conn, chosen)
+            retries = await self._recent_retries(conn, [c for _, c in rest]) if rest else {}
         out = []
         for i, (key, text, seen) in enumerate(chosen):
+            known = exact.get((key, text))
+            if known is not None:
+                if known.events:
+                    out.append(Correlation(text, known, utc(seen)))
+                continue
             groups = sorted(found.get(i, []), key=lambda g: _sortable(g["first_at"]))
             if not groups:
                 continue
@@ -472,6 +481,79 @@ class TraceQueries:
                 )
             )
         return out
+
+    async def _catalogued_summaries(
+        self, conn: AsyncConnection, chosen: Sequence[tuple[int, str, Any]]
+    ) -> dict[tuple[int, str], TraceSummary]:
+        """Exact summaries of these correlations from the catalog plus the events committed
+        since its progress; a key the catalog cannot vouch for (`mixed`, another id) is left
+        out. The catalog's rows and its progress are read in one statement (one snapshot):
+        the catalog then counted exactly the events up to that progress, and the second
+        statement adds every event after it."""
+        keys = sorted({key for key, _, _ in chosen})
+        wanted = {(key, text) for key, text, _ in chosen}
+        cs, progress = correlation_services, correlation_catalog_progress
+        counted = as_dicts(
+            await conn.execute(
+                select(
+                    progress.c.commit_seq.label("p_seq"),
+                    progress.c.event_id.label("p_id"),
+                    *cs.c,
+                ).select_from(progress.outerjoin(cs, cs.c.correlation_key.in_(keys)))
+            )
+        )
+        if not counted:
+            return {}
+        seq, row_id = int(counted[0]["p_seq"]), int(counted[0]["p_id"])
+        groups: dict[tuple[int, str], list[dict[str, Any]]] = {pair: [] for pair in wanted}
+        retries: dict[tuple[int, str], int] = dict.fromkeys(wanted, 0)
+        unsure: set[int] = set()
+        for row in counted:
+            if row["correlation_key"] is None:
+                continue
+            pair = (row["correlation_key"], row["correlation_id"])
+            if row["mixed"] or pair not in wanted:
+                unsure.add(row["correlation_key"])
+                continue
+            groups[pair].append(row)
+            retries[pair] += int(row["retries"])
+        since = (
+            events.c.correlation_key.in_(keys),
+            events.c.commit_seq >= seq,
+            or_(events.c.commit_seq > seq, events.c.id > row_id),
+        )
+        x_death = case((events.c.dead_letter == "x-death", 1), else_=0)
+        fresh = select(
+            events.c.correlation_key,
+            events.c.correlation_id,
+            events.c.source,
+            func.count().label("events"),
+            func.min(EVENT_AT).label("first_at"),
+            func.max(EVENT_AT).label("last_at"),
+            func.count(events.c.dead_letter).label("dead"),
+            func.sum(x_death).label("x_deaths"),
+        ).where(*since)
+        fresh = fresh.group_by(events.c.correlation_key, events.c.correlation_id, events.c.source)
+        for row in await _all(conn, fresh):
+            pair = (row["correlation_key"], row["correlation_id"])
+            if pair in groups:
+                groups[pair].append(row)
+        deaths = select(
+            events.c.correlation_key,
+            events.c.correlation_id,
+            events.c.exchange,
+            events.c.routing_key,
+            DEATH_HEADERS.label("death_headers"),
+        ).where(*since, events.c.dead_letter == "x-death")
+        for row in await _all(conn, deaths.limit(MAX_DEATHS_READ)):
+            pair = (row["correlation_key"], row["correlation_id"])
+            if pair in retries and role_of({**row, "dead_letter": "x-death"}) == "retry":
+                retries[pair] += 1
+        return {
+            pair: _summed(rows, retries[pair])
+            for pair, rows in groups.items()
+            if pair[0] not in unsure
+        }
 
     async def _recent_ids(
         self, conn: AsyncConnection, f: EventFilter | None, scan: int
@@ -736,6 +818,34 @@ def _merged_summary(
         retries,
         retries_capped,
         Cursor(int(newest[0]["ref_seq"]), int(newest[0]["ref_id"])) if newest else None,
+    )
+
+
+def _summed(rows: Sequence[dict[str, Any]], retries: int) -> TraceSummary:
+    """A summary from per-service rows (the catalog's and those since its progress)."""
+    services: dict[str | None, dict[str, Any]] = {}
+    firsts, lasts, total, dead = [], [], 0, 0
+    for row in rows:
+        first, last = utc(row["first_at"]), utc(row["last_at"])
+        firsts.append(first)
+        lasts.append(last)
+        total += int(row["events"])
+        dead += int(row["dead"] or 0)
+        seen = services.get(row["source"])
+        if seen is None:
+            services[row["source"]] = {"n": int(row["events"]), "first_at": first}
+        else:
+            seen["n"] += int(row["events"])
+            seen["first_at"] = min(seen["first_at"], first, key=_sortable)
+    listed = sorted(services.items(), key=lambda s: (_sortable(s[1]["first_at"]), s[0] or ""))
+    return TraceSummary(
+        total,
+        min((t for t in firsts if t is not None), default=None),
+        max((t for t in lasts if t is not None), default=None),
+        tuple(Service(source, v["n"], v["first_at"]) for source, v in listed[:MAX_SERVICES]),
+        len(services),
+        max(0, dead - retries),
+        retries,
     )
 
 

@@ -161,3 +161,29 @@ def test_ids_or_services_sharing_a_key_in_one_batch_mark_the_row_mixed() -> None
         T0,
         T0 + dt.timedelta(seconds=1),
     )
+
+
+async def test_the_recent_list_is_exact_from_the_catalog_and_capped_only_without_it(
+    store: EventStore,
+) -> None:
+    await store.write(flow("req_list", 1) + flow("req_other", 100))
+    catalog = CorrelationCatalog(store)
+    catalog.batch = 7  # the catalog stops part-way: the rest is counted since its progress
+    await catalog.catalog_some()
+    await store.write(flow("req_list", 200))
+    listed = {c.correlation_id: c.summary for c in await store.trace.recent(cap=5)}
+    assert (
+        comparable(listed["req_list"])[:-1]
+        == comparable(await counted_by_scan(store, "req_list"))[:-1]
+    )  # (the list carries no newest cursor)
+    assert listed["req_list"].events == 18 and not listed["req_list"].capped
+
+    async with store.engine.begin() as conn:  # another id on this key: counted, capped
+        await conn.execute(
+            update(correlation_services)
+            .where(correlation_services.c.correlation_key == id_key("req_list"))
+            .values(mixed=True)
+        )
+    capped = {c.correlation_id: c.summary for c in await store.trace.recent(cap=5)}
+    assert capped["req_list"].capped and capped["req_list"].events == 5
+    assert capped["req_other"].events == 9 and not capped["req_other"].capped
