@@ -191,6 +191,10 @@ def queries(store: EventStore, n: int) -> dict[str, tuple[Query, float, dict[str
 
         return run
 
+    async def recent(rng: random.Random) -> Any:
+        """What /correlations reads: the newest correlations, each with its summary."""
+        return await store.trace.recent(None, limit=50)
+
     async def types_page(rng: random.Random) -> Any:
         """What /api/types and the /types page read and build (the catalog, not the events)."""
         minute = int(time.time() // 60)
@@ -206,6 +210,7 @@ def queries(store: EventStore, n: int) -> dict[str, tuple[Query, float, dict[str
         "types page (catalog)": (types_page, 50.0, {}),
         "trace of 1,000 events, first page": (trace("req_big_1000"), 50.0, {}),
         "trace of 10,000 events, first page": (trace("req_big_10000"), 50.0, {}),
+        "recent correlations (50)": (recent, 50.0, {}),
     }
 
 
