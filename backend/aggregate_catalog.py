@@ -12,31 +12,15 @@ processes over one database never count an event twice.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from eventscope.backend.behind_ingest import CatalogFollower
 from eventscope.backend.store.aggregates import CatalogWrite, catalog_rows
-from eventscope.backend.store.eventstore import EventStore
-from eventscope.backend.store.paging import Cursor
 
 
 class AggregateCatalog(CatalogFollower):
     name = "aggregate catalog"
-
-    def __init__(
-        self,
-        store: EventStore,
-        *,
-        busy: Callable[[], bool] = lambda: False,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(store.aggregates, busy=busy, clock=clock)
-        self.store = store
+    tables = "aggregates"
 
     async def count(self, rows: list[dict[str, Any]]) -> CatalogWrite:
         return CatalogWrite(catalog_rows(rows))
-
-    async def save(self, counts: CatalogWrite, start: Cursor, end: Cursor) -> bool:
-        return await self.store.aggregates.save(counts, start, end)

@@ -17,10 +17,13 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from eventscope.backend.store.paging import Cursor
 from eventscope.backend.waiting import sleep_unless_stopped
+
+if TYPE_CHECKING:
+    from eventscope.backend.store.eventstore import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -106,25 +109,29 @@ class Counted(Protocol):
 
     async def oldest_uncounted(self, position: Cursor) -> dt.datetime | None: ...
 
+    async def save(self, counts: Any, start: Cursor, end: Cursor) -> bool: ...
+
 
 class CatalogFollower(BehindIngest):
     """A catalog that counts the stored events once, in commit order, batch by batch: each
     batch's counts are saved with the move of its progress row (a compare-and-set, so two
-    processes over one database never count an event twice). Subclasses say what a batch's
-    counts are (`count`) and how they are saved (`save`)."""
+    processes over one database never count an event twice). Subclasses name their store side
+    (`tables`, the store attribute) and say what a batch's counts are (`count`)."""
 
     batch = 2000
     caught_up_every = 0.5  # seconds: the least time between two small batches
+    tables = ""  # the store's attribute for this catalog (e.g. "aggregates")
 
     def __init__(
         self,
-        queries: Counted,
+        store: EventStore,
         *,
         busy: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(busy=busy, clock=clock)
-        self.queries = queries
+        self.store = store
+        self.queries: Counted = getattr(store, self.tables)
         self.counted = 0
 
     async def count(self, rows: list[dict[str, Any]]) -> Any:
@@ -133,7 +140,7 @@ class CatalogFollower(BehindIngest):
 
     async def save(self, counts: Any, start: Cursor, end: Cursor) -> bool:
         """Save `counts` and move the progress from `start` to `end` (False: moved by another)."""
-        raise NotImplementedError
+        return await self.queries.save(counts, start, end)
 
     def saved(self, counts: Any) -> None:
         """A batch was saved (for subclasses that keep time-based chores)."""

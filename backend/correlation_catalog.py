@@ -10,31 +10,15 @@ to ingest, and saves each batch with its progress row by compare-and-set.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from eventscope.backend.behind_ingest import CatalogFollower
 from eventscope.backend.store.correlations import service_rows
-from eventscope.backend.store.eventstore import EventStore
-from eventscope.backend.store.paging import Cursor
 
 
 class CorrelationCatalog(CatalogFollower):
     name = "correlation catalog"
-
-    def __init__(
-        self,
-        store: EventStore,
-        *,
-        busy: Callable[[], bool] = lambda: False,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(store.correlations, busy=busy, clock=clock)
-        self.store = store
+    tables = "correlations"
 
     async def count(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return service_rows(rows)
-
-    async def save(self, counts: list[dict[str, Any]], start: Cursor, end: Cursor) -> bool:
-        return await self.store.correlations.save(counts, start, end)

@@ -41,7 +41,6 @@ from eventscope.backend.shapes import (
     to_data,
 )
 from eventscope.backend.store.eventstore import EventStore
-from eventscope.backend.store.paging import Cursor
 from eventscope.backend.store.types import CatalogWrite
 
 log = logging.getLogger(__name__)
@@ -199,6 +198,7 @@ class TypeState:
 
 class TypeCatalog(CatalogFollower):
     name = "type catalog"
+    tables = "types"
     batch = BATCH
     # Caught up, each type's row is rewritten at most once a second, so a steady stream of
     # small commits does not churn the catalog's rows.
@@ -211,15 +211,11 @@ class TypeCatalog(CatalogFollower):
         busy: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(store.types, busy=busy, clock=clock)
-        self.store = store
+        super().__init__(store, busy=busy, clock=clock)
         self._pruned_at = 0.0
 
     async def count(self, rows: list[dict[str, Any]]) -> CatalogWrite:
         return await self._count(rows)
-
-    async def save(self, counts: CatalogWrite, start: Cursor, end: Cursor) -> bool:
-        return await self.store.types.save(counts, start, end)
 
     def saved(self, counts: CatalogWrite) -> None:
         if counts.prune_before is not None:

@@ -13,20 +13,12 @@ from eventscope.backend.xdeath import death_history, first_death
 from eventscope.web.display import iso
 from eventscope.web.event_view import shown
 from eventscope.web.filtering import query
+from eventscope.web.type_view import age_text
 
 
-def age_text(now: dt.datetime, then: dt.datetime | None) -> str:
-    """How long ago, short: 42 s, 5 min, 3 h, 2 d."""
-    if then is None:
-        return "—"
-    seconds = max(0, int((now - then).total_seconds()))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    if seconds < 86400:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} d"
+def ago(now: dt.datetime, then: dt.datetime | None) -> str:
+    """How long ago, in the unit a person reads at a glance."""
+    return "—" if then is None else age_text(max(0.0, (now - then).total_seconds()))
 
 
 def group_json(group: FailureGroup, mask: Redactor | None, now: dt.datetime) -> dict[str, Any]:
@@ -39,8 +31,8 @@ def group_json(group: FailureGroup, mask: Redactor | None, now: dt.datetime) -> 
         "count": group.count,
         "oldest": iso(group.oldest),
         "newest": iso(group.newest),
-        "oldest_age": age_text(now, group.oldest),
-        "newest_age": age_text(now, group.newest),
+        "oldest_age": ago(now, group.oldest),
+        "newest_age": ago(now, group.newest),
         "malformed": group.malformed,
         "kinds": sorted(group.kinds),
         "sample_id": group.sample.row_id,

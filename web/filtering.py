@@ -83,6 +83,15 @@ def refuse_masked_values(f: EventFilter, mask: Redactor | None) -> None:
             raise FilterError(name, "this value is masked for viewers; it cannot be searched")
 
 
+def list_filter(request: Any, mask: Redactor | None, own: tuple[str, ...]) -> EventFilter:
+    """The filter of a list page's query string (its `own` parameters left out), refusing
+    what a viewer may not look up."""
+    pairs = [(k, v) for k, v in request.query_params.multi_items() if k not in own]
+    event_filter = filter_from(pairs)
+    refuse_masked_values(event_filter, mask)
+    return event_filter
+
+
 def filter_context(f: EventFilter | None) -> dict[str, Any]:
     """What the filter bar, the chips and the pager links of a page need."""
     pairs = f.query_items() if f is not None else []

@@ -18,7 +18,7 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
-from eventscope.backend.filters import EventFilter, FilterError
+from eventscope.backend.filters import FilterError
 from eventscope.backend.redaction import Redactor
 from eventscope.backend.settings import Settings
 from eventscope.backend.store.eventstore import EventStore
@@ -26,7 +26,7 @@ from eventscope.backend.store.trace import MAX_PAGE, RECENT_SCAN, Correlation, T
 from eventscope.web.context import WebContext
 from eventscope.web.display import iso
 from eventscope.web.event_view import hidden_from, shown
-from eventscope.web.filtering import filter_context, filter_from, query, refuse_masked_values
+from eventscope.web.filtering import filter_context, list_filter, query
 from eventscope.web.request import AnyRequest
 from eventscope.web.trace_view import (
     FIRST_PAGE,
@@ -65,13 +65,6 @@ def _cursor(value: str | None) -> TraceCursor | None:
         return TraceCursor.parse(value)
     except ValueError as exc:
         raise ValidationException(f"after: {exc}") from None
-
-
-def _list_filter(request: AnyRequest, mask: Redactor | None) -> EventFilter:
-    pairs = [(k, v) for k, v in request.query_params.multi_items() if k not in _OWN]
-    event_filter = filter_from(pairs)
-    refuse_masked_values(event_filter, mask)
-    return event_filter
 
 
 async def _trace_context(
@@ -151,7 +144,7 @@ class CorrelationPages(Controller):
             return await _trace_page(request, correlation_id, store, settings, web, mask)
         context: dict[str, Any] = {"filter_error": None, "items": [], "scan": RECENT_SCAN}
         try:
-            event_filter = _list_filter(request, mask)
+            event_filter = list_filter(request, mask, _OWN)
         except FilterError as exc:
             context.update(filter_error=str(exc), **filter_context(None))
             return Template("correlations.html", context=context, status_code=400)
@@ -222,7 +215,7 @@ class CorrelationsApi(Controller):
         if correlation_id is not None:
             return await _trace_json(correlation_id, store, mask, limit, after)
         try:
-            event_filter = _list_filter(request, mask)
+            event_filter = list_filter(request, mask, _OWN)
         except FilterError as exc:
             raise ValidationException(str(exc)) from None
         found = await store.trace.recent(

@@ -23,19 +23,12 @@ from eventscope.backend.settings import Settings
 from eventscope.backend.store.dead_letters import MAX_SCAN
 from eventscope.backend.store.eventstore import EventStore
 from eventscope.web.dead_letter_view import failure_json, group_json
-from eventscope.web.filtering import filter_context, filter_from, query, refuse_masked_values
+from eventscope.web.filtering import filter_context, list_filter, query
 from eventscope.web.request import AnyRequest
 
 _OWN = ("group",)
 MAX_GROUPS = 500
 MAX_MEMBERS = 500
-
-
-def _filter(request: AnyRequest, mask: Redactor | None) -> EventFilter:
-    pairs = [(k, v) for k, v in request.query_params.multi_items() if k not in _OWN]
-    event_filter = filter_from(pairs)
-    refuse_masked_values(event_filter, mask)
-    return event_filter
 
 
 async def _read(
@@ -72,7 +65,7 @@ class DeadLetterPages(Controller):
         """Groups of failures; with `?group=`, that group's dead letters."""
         context: dict[str, Any] = {"filter_error": None, "groups": [], "scan": MAX_SCAN}
         try:
-            event_filter = _filter(request, mask)
+            event_filter = list_filter(request, mask, _OWN)
         except FilterError as exc:
             context.update(filter_error=str(exc), **filter_context(None))
             return Template("dlq.html", context=context, status_code=400)
@@ -122,7 +115,7 @@ class DeadLettersApi(Controller):
         mask: NamedDependency[Redactor | None],
     ) -> dict[str, Any]:
         try:
-            event_filter = _filter(request, mask)
+            event_filter = list_filter(request, mask, _OWN)
         except FilterError as exc:
             raise ValidationException(str(exc)) from None
         failures, groups, more, rows = await _read(store, settings, event_filter)
