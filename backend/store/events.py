@@ -132,7 +132,10 @@ class EventQueries:
         self, row: dict[str, Any], limit: int = 20
     ) -> dict[str, list[dict[str, Any]]]:
         """Other observations of the same publish, copies of the message elsewhere (same
-        message id and body), and other events reusing its message id (id conflicts)."""
+        message id and body), other events reusing its message id (id conflicts) — except
+        that a seed `dlq.<key>` wrapper keeps its original's message id: between such a
+        wrapper and an event that is no dead letter, the other is its `original` (seen from
+        the wrapper) or one of its `wrappers` (seen from the event), not a conflict."""
         async with self.store.engine.connect() as conn:
             dupes = await conn.execute(
                 select(events.c.id, events.c.observation, events.c.received_at)
@@ -150,6 +153,7 @@ class EventQueries:
                         events.c.exchange,
                         events.c.routing_key,
                         events.c.received_at,
+                        events.c.dead_letter,
                         (events.c.body == row["body"]).label("same_body"),
                     )
                     .where(
@@ -162,7 +166,17 @@ class EventQueries:
                 )
                 for r in result:
                     (copies if r.same_body else conflicts).append(dict(r._mapping))
-        return {"duplicates": duplicates, "copies": copies, "id_conflicts": conflicts}
+        mine = row.get("dead_letter")
+        original = [c for c in conflicts if mine == "dlq-key" and c["dead_letter"] is None]
+        wrappers = [c for c in conflicts if mine is None and c["dead_letter"] == "dlq-key"]
+        conflicts = [c for c in conflicts if c not in original and c not in wrappers]
+        return {
+            "duplicates": duplicates,
+            "copies": copies,
+            "id_conflicts": conflicts,
+            "original": original,
+            "wrappers": wrappers,
+        }
 
     async def neighbours(self, row: dict[str, Any]) -> tuple[int | None, int | None]:
         """The ids just older and just newer than `row` in commit order (prev/next links)."""

@@ -155,3 +155,27 @@ async def test_the_event_page_shows_a_dead_letters_failure_and_x_death_history(
     assert "Retry copy" in retry and "Dead letter</h2>" not in retry
     ordinary = (await client.get(f"/events/{ids[6]}", headers=HTML)).text
     assert 'id="dead-letter"' not in ordinary
+
+
+async def test_a_dlq_wrapper_and_its_original_link_each_other_not_as_an_id_conflict(
+    client: Client, put: Callable[..., Any]
+) -> None:
+    original = {"id": "evt_77", "type": "order.created"}
+    same_id = {"message_id": "evt_77"}  # the seed's wrapper keeps its original's message id
+    event_id, wrapper_id, other_id = await put(
+        delivery("order.created", original, properties=same_id),
+        delivery(
+            "dlq.order.created",
+            {"originalEvent": original, "error": "boom", "retries": 1},
+            properties=same_id,
+        ),
+        delivery("order.created", {"id": "evt_77", "other": True}, properties=same_id),
+    )
+    wrapper = (await client.get(f"/events/{wrapper_id}", headers=HTML)).text
+    linked = wrapper[wrapper.index('id="original-event"') :]
+    assert f'href="/events/{event_id}"' in linked.split("</p>")[0]
+    assert "Message id conflict" not in wrapper  # (both events are candidates for its original)
+    page = (await client.get(f"/events/{event_id}", headers=HTML)).text
+    assert f'href="/events/{wrapper_id}"' in page[page.index('id="dead-lettered-as"') :]
+    conflict = page[page.index("Message id conflict") :].split("</p>")[0]
+    assert f"#{other_id}" in conflict and f"#{wrapper_id}" not in conflict
