@@ -219,7 +219,10 @@ class TraceQueries:
             )
             if not summary.events:
                 return TracePage(EMPTY, [], None, None)
-            positions = by_kind.get("p", [])
+            positions = sorted(  # (a compound SELECT promises no order across its arms)
+                by_kind.get("p", []),
+                key=lambda r: (_sortable(r["first_at"]), r["ref_seq"], r["ref_id"]),
+            )
             more = len(positions) > limit
             page_ids = [int(r["ref_id"]) for r in positions[:limit]]
             full = await self._rows(conn, page_ids)
