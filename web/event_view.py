@@ -339,6 +339,13 @@ def page_context(row: dict[str, Any], mask: Redactor | None = None) -> dict[str,
     }
 
 
+async def in_worker(work: Callable[..., T], *args: Any) -> T:
+    """`work(*args)` in one of the same two worker threads: CPU-bound page work (parsing
+    thousands of headers) must not stall the event loop, and a flood of requests waits."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_WORKERS, functools.partial(work, *args))
+
+
 async def off_loop(
     work: Callable[[dict[str, Any], Redactor | None], T], row: dict[str, Any], mask: Redactor | None
 ) -> T:

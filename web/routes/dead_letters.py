@@ -23,6 +23,7 @@ from eventscope.backend.settings import Settings
 from eventscope.backend.store.dead_letters import MAX_SCAN
 from eventscope.backend.store.eventstore import EventStore
 from eventscope.web.dead_letter_view import failure_json, group_json
+from eventscope.web.event_view import in_worker
 from eventscope.web.filtering import filter_context, list_filter, query
 from eventscope.web.request import AnyRequest
 
@@ -36,12 +37,16 @@ async def _read(
 ) -> tuple[list[Failure], list[FailureGroup], bool, dict[int, dict[str, Any]]]:
     found = await store.dead_letters.newest(f, MAX_SCAN)
     rows = {int(r["id"]): r for r in found.rows}
-    failures = [
-        failure
-        for r in found.rows
-        if (failure := failure_of(r, settings.error_headers)) is not None
-    ]
-    return failures, group_failures(failures), found.more, rows
+    failures, groups = await in_worker(_grouped, found.rows, settings.error_headers)
+    return failures, groups, found.more, rows
+
+
+def _grouped(
+    rows: list[dict[str, Any]], error_headers: tuple[str, ...]
+) -> tuple[list[Failure], list[FailureGroup]]:
+    """Each row's failure and their groups (thousands of headers parsed: off the loop)."""
+    failures = [f for r in rows if (f := failure_of(r, error_headers)) is not None]
+    return failures, group_failures(failures)
 
 
 def _members(
