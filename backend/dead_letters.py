@@ -15,6 +15,7 @@ with its problems, never trusted beyond display.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +49,7 @@ class Failure:
     received_at: dt.datetime
     problems: tuple[str, ...] = ()  # a forged or malformed x-death or wrapper, said plainly
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         return failure_fingerprint(self.queue, self.reason, self.routing_key, self.error)
 
@@ -147,6 +148,14 @@ def group_failures(failures: Iterable[Failure]) -> list[FailureGroup]:
         if len(group.ids) < MAX_GROUP_IDS:
             group.ids.append(failure.row_id)
     return sorted(groups.values(), key=lambda g: (g.newest, g.count), reverse=True)
+
+
+def failures_and_groups(
+    rows: Iterable[Mapping[str, Any]], error_headers: Sequence[str] = DEFAULT_ERROR_HEADERS
+) -> tuple[list[Failure], list[FailureGroup]]:
+    """Each row's failure (rows that are none left out) and their groups: what /dlq shows."""
+    failures = [f for r in rows if (f := failure_of(r, error_headers)) is not None]
+    return failures, group_failures(failures)
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

@@ -13,6 +13,7 @@ the front. 3.10 sends no `x-last-death-*`, so `x-death[0]` is the latest death. 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -215,14 +216,40 @@ def _history(table: dict[str, Any]) -> tuple[list[DeathEntry], list[str]]:
 def death_history(headers_json: str | None) -> tuple[list[DeathEntry], list[str]]:
     """The `x-death` entries of typed headers, newest first, and what was wrong with the
     header as a whole (not JSON, not an array, too many entries, entries not tables)."""
+    if isinstance(headers_json, str):
+        entries, problems = _remembered_history(headers_json)
+        return list(entries), list(problems)
     table, problem = headers_table(headers_json)
     if problem is not None:
         return [], [problem]
     return _history(table)
 
 
+# One dead letter's headers are read several times in a row (is it a retry? where did it die?
+# its first death?): the last few answers are kept. Entries are frozen; a few keys only, as a
+# header can be megabytes of text.
+@functools.lru_cache(maxsize=8)
+def _remembered_history(headers_json: str) -> tuple[tuple[DeathEntry, ...], tuple[str, ...]]:
+    table, problem = headers_table(headers_json)
+    if problem is not None:
+        return (), (problem,)
+    entries, problems = _history(table)
+    return tuple(entries), tuple(problems)
+
+
 def first_death(headers_json: str | None) -> FirstDeath | None:
     """Where the message first died; None when the headers say nothing about it."""
+    if isinstance(headers_json, str):
+        return _remembered_first_death(headers_json)
+    return _first_death(headers_json)
+
+
+@functools.lru_cache(maxsize=8)
+def _remembered_first_death(headers_json: str) -> FirstDeath | None:
+    return _first_death(headers_json)
+
+
+def _first_death(headers_json: str | None) -> FirstDeath | None:
     table, problem = headers_table(headers_json)
     if problem is not None:
         return None

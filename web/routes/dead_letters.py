@@ -16,7 +16,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
 from litestar.response import Template
 
-from eventscope.backend.dead_letters import Failure, FailureGroup, failure_of, group_failures
+from eventscope.backend.dead_letters import Failure, FailureGroup, failures_and_groups
 from eventscope.backend.filters import EventFilter, FilterError
 from eventscope.backend.redaction import Redactor
 from eventscope.backend.settings import Settings
@@ -37,16 +37,8 @@ async def _read(
 ) -> tuple[list[Failure], list[FailureGroup], bool, dict[int, dict[str, Any]]]:
     found = await store.dead_letters.newest(f, MAX_SCAN)
     rows = {int(r["id"]): r for r in found.rows}
-    failures, groups = await in_worker(_grouped, found.rows, settings.error_headers)
+    failures, groups = await in_worker(failures_and_groups, found.rows, settings.error_headers)
     return failures, groups, found.more, rows
-
-
-def _grouped(
-    rows: list[dict[str, Any]], error_headers: tuple[str, ...]
-) -> tuple[list[Failure], list[FailureGroup]]:
-    """Each row's failure and their groups (thousands of headers parsed: off the loop)."""
-    failures = [f for r in rows if (f := failure_of(r, error_headers)) is not None]
-    return failures, group_failures(failures)
 
 
 def _members(
