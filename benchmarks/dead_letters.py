@@ -3,7 +3,7 @@
 Loads N events (default 200,000) through the store's batch writer into a fresh SQLite file and
 a fresh Postgres database; every 20th is a dead letter — RabbitMQ `x-death` copies from three
 queues with error headers naming ids, and the seed's `dlq.<key>` wrappers — so the page groups
-the newest 5,000 of 10,000. Then it times, server side (what the handler runs: the store read,
+the newest 2,000 of 10,000. Then it times, server side (what the handler runs: the store read,
 the parse and grouping in the page workers; no HTTP), `--repeat` times each:
 
 - the groups, no filter (`/dlq`), and with a routing-key filter,

@@ -105,6 +105,10 @@ async def test_the_page_lists_groups_opens_one_and_filters(
     assert f'id="dl{ids[3]}"' in one.text and "warehouse down" in one.text
     assert f'id="dl{ids[0]}"' not in one.text
 
+    by_header = await client.get(
+        "/api/dlq", params={"header": "x-exception-message:order 41 not found"}
+    )
+    assert by_header.json()["dead_letters"] == 1  # (a header filter: the search's bounded scan)
     narrowed = await client.get("/dlq", params={"routing_key": "dlq.#"}, headers=HTML)
     assert "2 in 2 groups" in narrowed.text
     bad = await client.get("/dlq", params={"since": "yesterday-ish"}, headers=HTML)
