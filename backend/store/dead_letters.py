@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 MAX_SCAN = 2000  # grouped per page load; past that the page says so (see docs/performance.md)
 PAGE = 500
+MAX_SCANS = 20  # header and field filters: bounded scans per page load
 MAX_WRAPPER_BODY = 64 * 1024  # a dlq.<key> wrapper read for its error and retries
 
 _WRAPPER_BODY = case(
@@ -86,7 +87,7 @@ class DeadLetterQueries:
         rows: list[dict[str, Any]] = []
         older: Cursor | None = None
         more = False
-        while True:
+        for _ in range(MAX_SCANS):  # each a bounded scan: a filter matching little stops here
             found = await self.store.search.page(
                 wanted, min(PAGE, scan - len(rows)) or 1, older_than=older
             )
@@ -97,6 +98,8 @@ class DeadLetterQueries:
             if len(rows) >= scan:
                 more = True
                 break
+        else:
+            more = True
         rows = rows[:scan]
         details = await self._details([int(r["id"]) for r in rows])
         return DeadLetterRows([{**r, **details.get(int(r["id"]), {})} for r in rows], more)
