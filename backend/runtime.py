@@ -27,10 +27,12 @@ from eventscope.backend.settings import Settings
 from eventscope.backend.store.eventstore import EventStore
 from eventscope.backend.store.migrate import upgrade_async
 from eventscope.backend.type_catalog import TypeCatalog
+from eventscope.backend.waiting import sleep_unless_stopped
 
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 10.0
+DEMO_WAIT = 30.0  # seconds the demo waits for the recorder's tap before it publishes anyway
 
 
 def with_demo_exchanges(settings: Settings) -> Settings:
@@ -113,9 +115,18 @@ class Runtime:
         return tasks + self._extra
 
     async def _run_demo(self, stop: asyncio.Event) -> None:
+        """The demo publishes once the recorder's tap is bound (its first session is up):
+        events published before would route nowhere, and the first order would lack its
+        OrderCreated. Past DEMO_WAIT it starts anyway (a broker refusing the tap)."""
         from eventscope.backend.demo import run_demo_for
 
-        await run_demo_for(self.settings, stop)
+        deadline = asyncio.get_running_loop().time() + DEMO_WAIT
+        while self.recorder is not None and not self.recorder.status.broker_connected:
+            if stop.is_set() or asyncio.get_running_loop().time() > deadline:
+                break
+            await sleep_unless_stopped(stop, 0.05)
+        if not stop.is_set():
+            await run_demo_for(self.settings, stop)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Runtime]:

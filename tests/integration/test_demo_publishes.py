@@ -17,6 +17,8 @@ import pytest
 
 from eventscope.backend.demo import run_demo
 from eventscope.backend.demo.topology import DemoTopology
+from eventscope.backend.runtime import Runtime
+from tests.conftest import Names, make_settings
 
 AMQP_URL = os.environ.get("EVENTSCOPE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 SOURCES = {"order-service", "payment-service", "inventory-service", "shipping-service"}
@@ -198,3 +200,26 @@ async def test_demo_reconnects_when_its_connection_is_closed(
             published = await demo
     # at least once: an event whose confirm was lost with the connection is sent again
     assert published <= await depth(channel, demo_names.tap) <= published + 1
+
+
+async def test_serve_demo_publishes_only_once_the_recorders_tap_is_bound(
+    database_url: str, names: Names, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events published before the tap queue is bound route nowhere: the demo's first order
+    would lack its OrderCreated (seen as a flaky aggregate browser test)."""
+    import eventscope.backend.demo as demo
+
+    seen: list[bool] = []
+    started = asyncio.Event()
+
+    async def publishing(settings: Any, stop: asyncio.Event) -> int:
+        seen.append(runtime.recorder.status.broker_connected)  # type: ignore[union-attr]
+        started.set()
+        await stop.wait()
+        return 0
+
+    monkeypatch.setattr(demo, "run_demo_for", publishing)
+    runtime = Runtime(make_settings(database_url, names), migrate=False, demo=True)
+    async with runtime.running():
+        await asyncio.wait_for(started.wait(), 30)
+    assert seen == [True]
