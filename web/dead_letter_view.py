@@ -9,7 +9,7 @@ from typing import Any
 
 from eventscope.backend.dead_letters import Failure, FailureGroup, failure_of
 from eventscope.backend.redaction import Redactor
-from eventscope.backend.xdeath import death_history, first_death
+from eventscope.backend.xdeath import FirstDeath, death_history, first_death
 from eventscope.web.display import iso
 from eventscope.web.event_view import shown
 from eventscope.web.filtering import query
@@ -24,9 +24,9 @@ def ago(now: dt.datetime, then: dt.datetime | None) -> str:
 def group_json(group: FailureGroup, mask: Redactor | None, now: dt.datetime) -> dict[str, Any]:
     return {
         "fingerprint": group.fingerprint,
-        "queue": group.queue,
+        "queue": shown("queue", group.queue, mask),
         "reason": group.reason,
-        "routing_key": group.routing_key,
+        "routing_key": shown("routing_key", group.routing_key, mask),
         "error": shown("error", group.error, mask),
         "count": group.count,
         "oldest": iso(group.oldest),
@@ -46,10 +46,10 @@ def failure_json(
     return {
         "id": failure.row_id,
         "kind": failure.kind,
-        "queue": failure.queue,
+        "queue": shown("queue", failure.queue, mask),
         "reason": failure.reason,
-        "exchange": failure.exchange,
-        "routing_key": failure.routing_key,
+        "exchange": shown("exchange", failure.exchange, mask),
+        "routing_key": shown("routing_key", failure.routing_key, mask),
         "error": shown("error", failure.error, mask),
         "deaths": failure.deaths,
         "received_at": iso(failure.received_at),
@@ -79,15 +79,26 @@ def death_context(
         "history": [
             {
                 "time": iso(entry.time) if entry.time else None,
-                "queue": entry.queue,
+                "queue": shown("queue", entry.queue, mask),
                 "reason": entry.reason,
                 "count": entry.count,
-                "exchange": entry.exchange,
-                "routing_keys": list(entry.routing_keys),
+                "exchange": shown("exchange", entry.exchange, mask),
+                "routing_keys": [shown("routing_key", k, mask) for k in entry.routing_keys],
                 "problems": list(entry.problems),
             }
             for entry in entries
         ],
         "history_problems": problems,
-        "first": first,
+        "first": _first_shown(first, mask),
+    }
+
+
+def _first_shown(first: FirstDeath | None, mask: Redactor | None) -> dict[str, Any] | None:
+    if first is None:
+        return None
+    return {
+        "queue": shown("queue", first.queue, mask),
+        "reason": first.reason,
+        "exchange": shown("exchange", first.exchange, mask),
+        "source": first.source,
     }

@@ -130,13 +130,19 @@ async def test_empty_and_hostile_error_texts_render_safely(
 @pytest.mark.parametrize("settings_overrides", [{"viewer_tokens": (VIEWER,)}])
 async def test_viewers_see_error_texts_masked(anon: Client, put: Callable[..., Any]) -> None:
     await put(native("billing", "card 4111111111111111 declined", order=5))
+    routed = {"x-death": [death("billing", "rejected", key="card.4111111111111111")]}
+    (routed_id,) = await put(delivery("card.4111111111111111", {"id": "evt_6"}, headers=routed))
     response = await anon.get("/login", params={"token": VIEWER}, follow_redirects=False)
     assert response.status_code == 303
     viewer = anon
-    group = (await viewer.get("/api/dlq")).json()["groups"][0]
+    groups = (await viewer.get("/api/dlq")).json()["groups"]
+    assert "4111111111111111" not in str(groups)
+    group = next(g for g in groups if g["error"])
     members = (await viewer.get("/api/dlq", params={"group": group["fingerprint"]})).json()
     assert "4111111111111111" not in str(members)
     assert MASK in members["items"][0]["error"]
+    page = (await viewer.get(f"/events/{routed_id}", headers=HTML)).text
+    assert "x-death history" in page and "4111111111111111" not in page
 
 
 async def test_the_event_page_shows_a_dead_letters_failure_and_x_death_history(
