@@ -47,7 +47,7 @@ class SearchIndexer(BehindIngest):
 
     async def oldest_pending(self) -> dt.datetime | None:
         fulltext = self.store.fulltext
-        return await fulltext.oldest_unindexed(await fulltext.progress())
+        return await fulltext.oldest_uncounted(await fulltext.progress())
 
     async def index_some(self) -> int:
         """Index the next batch; the number of events indexed."""
@@ -55,7 +55,7 @@ class SearchIndexer(BehindIngest):
         position = await fulltext.progress()
         rows = await fulltext.pending(position, BATCH)
         if not rows:  # caught up, or (Postgres) the next rows wait behind an open transaction
-            self.behind = self.age(await fulltext.oldest_unindexed(position))
+            self.behind = self.age(await fulltext.oldest_uncounted(position))
             return 0
         entries: list[tuple[int, str]] = []
         for n, row in enumerate(rows):
@@ -65,5 +65,5 @@ class SearchIndexer(BehindIngest):
         last = Cursor.of(rows[-1])
         await fulltext.add(entries, last)
         self.indexed += len(rows)
-        self.behind = self.age(await fulltext.oldest_unindexed(last))
+        self.behind = self.age(await fulltext.oldest_uncounted(last))
         return len(rows)

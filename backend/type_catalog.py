@@ -20,8 +20,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +38,6 @@ from eventscope.backend.shapes import (
     of_body,
     to_data,
 )
-from eventscope.backend.store.eventstore import EventStore
 from eventscope.backend.store.types import CatalogWrite
 
 log = logging.getLogger(__name__)
@@ -203,16 +200,7 @@ class TypeCatalog(CatalogFollower):
     # Caught up, each type's row is rewritten at most once a second, so a steady stream of
     # small commits does not churn the catalog's rows.
     caught_up_every = CAUGHT_UP_EVERY
-
-    def __init__(
-        self,
-        store: EventStore,
-        *,
-        busy: Callable[[], bool] = lambda: False,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(store, busy=busy, clock=clock)
-        self._pruned_at = 0.0
+    _pruned_at = 0.0  # when the last batch pruned old rate buckets (clock time)
 
     async def count(self, rows: list[dict[str, Any]]) -> CatalogWrite:
         return await self._count(rows)

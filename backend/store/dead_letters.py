@@ -51,17 +51,7 @@ _COLUMNS = (
     events.c.headers,
     _WRAPPER_BODY,
 )
-_DETAIL = (
-    events.c.id,
-    events.c.headers,
-    case(
-        (
-            (events.c.dead_letter == "dlq-key") & (events.c.body_size <= MAX_WRAPPER_BODY),
-            events.c.body,
-        ),
-        else_=null(),
-    ).label("body"),
-)
+_DETAIL = (events.c.id, events.c.headers, _WRAPPER_BODY)
 
 
 @dataclass(frozen=True)

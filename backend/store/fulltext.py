@@ -9,19 +9,14 @@ feed, only below the oldest running transaction, so no event is passed over.
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import text, update
 
-from eventscope.backend.store.events import PG_HORIZON
+from eventscope.backend.store.catalogs import FollowsEvents
 from eventscope.backend.store.models import events, search_progress
-from eventscope.backend.store.paging import OLDEST_FIRST, Cursor, after
-
-if TYPE_CHECKING:
-    from eventscope.backend.store.eventstore import EventStore
+from eventscope.backend.store.paging import Cursor
 
 _COLUMNS = (
     events.c.id,
@@ -42,32 +37,9 @@ _COLUMNS = (
 )
 
 
-class FullText:
-    def __init__(self, store: EventStore) -> None:
-        self.store = store
-
-    async def progress(self) -> Cursor:
-        async with self.store.engine.connect() as conn:
-            row = (
-                await conn.execute(select(search_progress.c.commit_seq, search_progress.c.event_id))
-            ).first()
-        return Cursor(int(row[0]), int(row[1])) if row else Cursor(0, 0)
-
-    async def pending(self, position: Cursor, limit: int) -> list[dict[str, Any]]:
-        """The next events to index, oldest first."""
-        query = select(*_COLUMNS).where(after(position))
-        if not self.store.is_sqlite:
-            query = query.where(events.c.commit_seq < PG_HORIZON)
-        async with self.store.engine.connect() as conn:
-            result = await conn.execute(query.order_by(*OLDEST_FIRST).limit(limit))
-            return [dict(r._mapping) for r in result]
-
-    async def oldest_unindexed(self, position: Cursor) -> dt.datetime | None:
-        """When the first event not yet indexed was received (how far search is behind)."""
-        query = select(events.c.received_at).where(after(position))
-        async with self.store.engine.connect() as conn:
-            found = await conn.scalar(query.order_by(*OLDEST_FIRST).limit(1))
-        return found
+class FullText(FollowsEvents):
+    progress_table = search_progress
+    pending_columns = _COLUMNS
 
     async def add(self, entries: Sequence[tuple[int, str]], position: Cursor) -> None:
         """Index (event id, words) pairs and move the progress cursor, in one transaction."""

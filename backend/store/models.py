@@ -182,15 +182,22 @@ routing_keys = Table(
     Column("last_seen", DateTime(timezone=True), nullable=False),
 )
 
+
+def progress_table(name: str) -> Table:
+    """Where a follower of the stored events stands (one row, id 1): every event up to this
+    commit-order cursor is taken in (store/catalogs.py `FollowsEvents`)."""
+    return Table(
+        name,
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("commit_seq", BigInteger, nullable=False),
+        Column("event_id", BigInteger, nullable=False),
+    )
+
+
 # Where the search indexer (backend/search_index.py) stands: every event up to this cursor is in
 # the full-text index (SQLite FTS5 `events_fts`, Postgres `event_search`, created by migration).
-search_progress = Table(
-    "search_progress",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("commit_seq", BigInteger, nullable=False),
-    Column("event_id", BigInteger, nullable=False),
-)
+search_progress = progress_table("search_progress")
 
 # One row per committed batch whose ack the broker has not confirmed yet: the fingerprints of
 # every tap-queue delivery the batch took (stored or recognised as a redelivery), written in the
@@ -279,13 +286,7 @@ type_rate_buckets = Table(
 )
 
 # Where the type catalog stands: every event up to this cursor is counted.
-type_catalog_progress = Table(
-    "type_catalog_progress",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("commit_seq", BigInteger, nullable=False),
-    Column("event_id", BigInteger, nullable=False),
-)
+type_catalog_progress = progress_table("type_catalog_progress")
 
 # The aggregate catalog, kept behind ingest by backend/aggregate_catalog.py: one row per
 # aggregate (type and id: the events' `aggregate_key`). Type and id are display forms, as in
@@ -317,13 +318,7 @@ aggregates = Table(
 )
 
 # Where the aggregate catalog stands: every event up to this cursor is counted.
-aggregate_catalog_progress = Table(
-    "aggregate_catalog_progress",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("commit_seq", BigInteger, nullable=False),
-    Column("event_id", BigInteger, nullable=False),
-)
+aggregate_catalog_progress = progress_table("aggregate_catalog_progress")
 
 # The correlation catalog, kept behind ingest by backend/correlation_catalog.py: per
 # correlation and service (`service_key`: the source's key, 0 for none), what a trace's summary
@@ -347,10 +342,4 @@ correlation_services = Table(
 )
 
 # Where the correlation catalog stands: every event up to this cursor is counted.
-correlation_catalog_progress = Table(
-    "correlation_catalog_progress",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("commit_seq", BigInteger, nullable=False),
-    Column("event_id", BigInteger, nullable=False),
-)
+correlation_catalog_progress = progress_table("correlation_catalog_progress")

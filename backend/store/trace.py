@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -795,16 +795,7 @@ def _merged_summary(
 ) -> TraceSummary:
     """The summary from the catalog's rows plus the events committed since its progress."""
     counted, since = by_kind["kc"][0], by_kind["dt"][0]
-    services: dict[str | None, dict[str, Any]] = {}
-    for g in (*by_kind.get("k", []), *by_kind.get("d", [])):
-        seen = services.get(g["source"])
-        first = utc(g["first_at"])
-        if seen is None:
-            services[g["source"]] = {"n": int(g["n"]), "first_at": first}
-        else:
-            seen["n"] += int(g["n"])
-            seen["first_at"] = min(seen["first_at"], first, key=_sortable)
-    listed = sorted(services.items(), key=lambda s: (_sortable(s[1]["first_at"]), s[0] or ""))
+    listed, _ = _by_service((*by_kind.get("k", []), *by_kind.get("d", [])), "n")
     firsts = [t for t in (utc(counted["first_at"]), utc(since["first_at"])) if t is not None]
     lasts = [t for t in (utc(counted["last_at"]), utc(since["last_at"])) if t is not None]
     retries = int(counted["ref_id"] or 0) + delta_retries
@@ -815,7 +806,7 @@ def _merged_summary(
         int(counted["x_deaths"] or 0) + int(since["n"] or 0),
         min(firsts, default=None),
         max(lasts, default=None),
-        tuple(Service(source, v["n"], v["first_at"]) for source, v in listed[:MAX_SERVICES]),
+        listed,
         catalogued + fresh,
         int(counted["dead"] or 0) + int(since["dead"] or 0) - retries,
         retries,
@@ -826,30 +817,33 @@ def _merged_summary(
 
 def _summed(rows: Sequence[dict[str, Any]], retries: int) -> TraceSummary:
     """A summary from per-service rows (the catalog's and those since its progress)."""
-    services: dict[str | None, dict[str, Any]] = {}
-    firsts, lasts, total, dead = [], [], 0, 0
-    for row in rows:
-        first, last = utc(row["first_at"]), utc(row["last_at"])
-        firsts.append(first)
-        lasts.append(last)
-        total += int(row["events"])
-        dead += int(row["dead"] or 0)
-        seen = services.get(row["source"])
-        if seen is None:
-            services[row["source"]] = {"n": int(row["events"]), "first_at": first}
-        else:
-            seen["n"] += int(row["events"])
-            seen["first_at"] = min(seen["first_at"], first, key=_sortable)
-    listed = sorted(services.items(), key=lambda s: (_sortable(s[1]["first_at"]), s[0] or ""))
+    listed, total_services = _by_service(rows, "events")
+    firsts = [t for r in rows if (t := utc(r["first_at"])) is not None]
+    lasts = [t for r in rows if (t := utc(r["last_at"])) is not None]
+    dead = sum(int(r["dead"] or 0) for r in rows)
     return TraceSummary(
-        total,
-        min((t for t in firsts if t is not None), default=None),
-        max((t for t in lasts if t is not None), default=None),
-        tuple(Service(source, v["n"], v["first_at"]) for source, v in listed[:MAX_SERVICES]),
-        len(services),
+        sum(int(r["events"]) for r in rows),
+        min(firsts, default=None),
+        max(lasts, default=None),
+        listed,
+        total_services,
         max(0, dead - retries),
         retries,
     )
+
+
+def _by_service(rows: Iterable[dict[str, Any]], count: str) -> tuple[tuple[Service, ...], int]:
+    """Per-service rows (the catalog's, those since its progress) merged by service: the
+    first MAX_SERVICES by first appearance, and how many services there are."""
+    services: dict[str | None, Service] = {}
+    for row in rows:
+        first, seen = utc(row["first_at"]), services.get(row["source"])
+        n = int(row[count]) + (seen.events if seen else 0)
+        if seen is not None:
+            first = min(seen.first_at, first, key=_sortable)
+        services[row["source"]] = Service(row["source"], n, first)
+    listed = sorted(services.values(), key=lambda v: (_sortable(v.first_at), v.source or ""))
+    return tuple(listed[:MAX_SERVICES]), len(services)
 
 
 def _sources_of(rows: Sequence[dict[str, Any]] | None) -> set[str | None]:
