@@ -22,6 +22,8 @@ from eventscope.backend.changefeed import ChangeFeed
 from eventscope.backend.correlation_catalog import CorrelationCatalog
 from eventscope.backend.ingest.recorder import Recorder
 from eventscope.backend.redaction import Redactor
+from eventscope.backend.replay import Replayer
+from eventscope.backend.replay_targets import default_allowlist
 from eventscope.backend.search_index import SearchIndexer
 from eventscope.backend.settings import Settings
 from eventscope.backend.store.eventstore import EventStore
@@ -36,12 +38,20 @@ DEMO_WAIT = 30.0  # seconds the demo waits for the recorder's tap before it publ
 
 
 def with_demo_exchanges(settings: Settings) -> Settings:
-    """`--demo` records the demo's dead-letter exchange too, so its dead letters show up."""
-    from eventscope.backend.demo import DEMO_DLX_EXCHANGE
+    """`--demo` records the demo's dead-letter exchange too, so its dead letters show up, and
+    allows replays to the demo's queues (where its dead letters died)."""
+    from eventscope.backend.demo import DEMO_DLX_EXCHANGE, DemoTopology
 
-    if not settings.demo or DEMO_DLX_EXCHANGE in settings.exchanges:
+    if not settings.demo:
         return settings
-    return dataclasses.replace(settings, exchanges=(*settings.exchanges, DEMO_DLX_EXCHANGE))
+    exchanges = settings.exchanges
+    if DEMO_DLX_EXCHANGE not in exchanges:
+        exchanges = (*exchanges, DEMO_DLX_EXCHANGE)
+    demo_queues = f"queue:{DemoTopology().prefix}.*"
+    targets = settings.replay_targets or default_allowlist(settings.exchanges)
+    if demo_queues not in targets:
+        targets = (*targets, demo_queues)
+    return dataclasses.replace(settings, exchanges=exchanges, replay_targets=targets)
 
 
 class Runtime:
@@ -77,6 +87,7 @@ class Runtime:
             if record
             else None
         )
+        self.replayer = Replayer(self.store, settings)
         self.stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._extra: list[tuple[str, Callable[[asyncio.Event], Coroutine[Any, Any, Any]]]] = []
@@ -107,6 +118,8 @@ class Runtime:
             ("type-catalog", self.catalog.run),
             ("aggregate-catalog", self.aggregate_catalog.run),
             ("correlation-catalog", self.correlation_catalog.run),
+            ("replay-reconcile", self.replayer.run_reconcile),
+            ("replay-outcomes", self.replayer.run_outcomes),
         ]
         if self.recorder is not None:
             tasks.append(("recorder", self.recorder.run))
@@ -146,6 +159,7 @@ class Runtime:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, timeout=STOP_TIMEOUT)
             self.aggregates.close()
+            await self.replayer.close()
             await self.store.close()
 
     async def run_until(self, stop: asyncio.Event) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from eventscope.backend.aggregates.reducer_rules import load_rules as load_reducer_rules
 from eventscope.backend.aggregates.reducers import ReducerConfigError
 from eventscope.backend.extraction import load_rules
+from eventscope.backend.replay_targets import Allowlist
 from eventscope.backend.topic import TopicPattern
 
 ENV_PREFIX = "EVENTSCOPE_"
@@ -143,6 +144,17 @@ class Settings:
         ("x-exception-message", "x-error", "error"),
         "Comma-separated header names (case-insensitive) a dead letter's error text is read "
         "from, first found wins; native dead letters carry none of their own.",
+    )
+    replay_targets: tuple[str, ...] = _setting(
+        (),
+        "Comma-separated targets a replay may go to: `exchange:<glob>` and `queue:<glob>` "
+        "(`*` matches any characters). Empty: every recorded exchange except dead-letter ones "
+        "(named with dlx, dlq or dead), and no queue. `--demo` adds `queue:demo.*`.",
+    )
+    replay_quiet_seconds: float = _setting(
+        60.0,
+        "A delivered replay counts as resolved once this many seconds passed without it "
+        "coming back as a dead letter.",
     )
     extraction_rules: str | None = _setting(
         None,
@@ -342,6 +354,8 @@ def validate(settings: Settings) -> None:
     ):
         if getattr(settings, name) < 1:
             raise ValueError(f"{env_name(name)}: must be at least 1")
+    if settings.replay_quiet_seconds < 0:
+        raise ValueError("EVENTSCOPE_REPLAY_QUIET_SECONDS: must be 0 or more")
     if settings.max_wait_seconds < 0:
         raise ValueError("EVENTSCOPE_MAX_WAIT_SECONDS: must be 0 or more")
     if settings.batch_max_wait_ms < 0 or settings.tap_queue_max_length < 1:
@@ -355,6 +369,10 @@ def validate(settings: Settings) -> None:
             raise ValueError(
                 f"EVENTSCOPE_EXCLUDE_ROUTING_KEYS: {pattern!r} would exclude every event"
             )
+    try:
+        Allowlist(settings.replay_targets)
+    except ValueError as exc:
+        raise ValueError(f"EVENTSCOPE_REPLAY_TARGETS: {exc}") from None
     if settings.extraction_rules:
         try:
             load_rules(settings.extraction_rules)

@@ -1,9 +1,10 @@
 """Publishes the demo's order flow and plays the shipping consumer that rejects some events.
 
 One connection carries both: the publisher (with confirms, paced to `rate`) and a consumer of
-the shipping queue that rejects events marked `x-demo-fail`, so the broker dead-letters them
-with real `x-death` headers. A lost broker is waited out with backoff; the event being sent
-is sent again after the reconnect (at least once, as a real producer would).
+the shipping queue that rejects events marked `x-demo-fail` the first time, so the broker
+dead-letters them with real `x-death` headers (a replay, which carries them, is accepted). A
+lost broker is waited out with backoff; the event being sent is sent again after the reconnect
+(at least once, as a real producer would).
 """
 
 from __future__ import annotations
@@ -199,10 +200,13 @@ class DemoPublisher:
                 waiter.cancel()
 
     async def _consume(self, queue: aio_pika.abc.AbstractQueue) -> None:
-        """Shipping: reject what is marked to fail (the broker dead-letters it), ack the rest."""
+        """Shipping: reject what is marked to fail (the broker dead-letters it), ack the rest.
+        A message that died before (it carries `x-death`: a replay of its dead letter) is
+        acked, so a replay from eventscope succeeds."""
         async with queue.iterator() as messages:
             async for message in messages:
-                if (message.headers or {}).get(FAIL_HEADER) is True:
+                headers = message.headers or {}
+                if headers.get(FAIL_HEADER) is True and "x-death" not in headers:
                     await message.reject(requeue=False)
                 else:
                     await message.ack()

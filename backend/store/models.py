@@ -343,3 +343,56 @@ correlation_services = Table(
 
 # Where the correlation catalog stands: every event up to this cursor is counted.
 correlation_catalog_progress = progress_table("correlation_catalog_progress")
+
+# The replay ledger (backend/replay.py): one row per replay, moving through persisted states —
+# publishing (written before the publish), then delivered (confirmed), failed (nacked,
+# returned, refused) or unknown (eventscope stopped between publish and the ledger's update:
+# it may have arrived; its replay id tells a duplicate). `failed_again_id` is the dead letter
+# the replayed message became when it failed once more.
+replays = Table(
+    "replays",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("replay_id", String(40), nullable=False, unique=True),
+    Column("event_id", BigInteger, nullable=False),  # the stored row that was replayed
+    Column("original_id", Text, nullable=False),
+    Column("dead_letter", Boolean, nullable=False),
+    Column("target_kind", String(16), nullable=False),  # exchange | queue
+    Column("target_name", Text, nullable=False),
+    Column("routing_key", Text, nullable=False),
+    Column("edited", Boolean, nullable=False),
+    Column("replay_count", Integer, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("role", String(16)),
+    Column("reason", Text),
+    Column("state", String(16), nullable=False),
+    Column("result", Text),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("failed_again_id", BigInteger),
+    Index("ix_replays_event", "event_id", "id"),
+    Index("ix_replays_state", "state", "requested_at"),
+    sqlite_autoincrement=True,
+)
+
+# At most one replay of a stored row in flight: inserted with the ledger row, deleted when it
+# ends; the primary key refuses a second.
+replay_inflight = Table(
+    "replay_inflight",
+    metadata,
+    Column("event_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("replay_id", String(40), nullable=False),
+)
+
+# What was done about a dead letter: replaying, replayed (delivered; resolved once quiet) or
+# discarded. No row: unresolved.
+dead_letter_states = Table(
+    "dead_letter_states",
+    metadata,
+    Column("event_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("state", String(16), nullable=False),
+    Column("replay_id", String(40)),
+    Column("actor", Text),
+    Column("reason", Text),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+)

@@ -126,6 +126,7 @@ def _delete_topology(exchange: str, queue: str) -> None:
             channel = await connection.channel()
             await channel.queue_delete(queue)
             await channel.exchange_delete(exchange)
+            await channel.exchange_delete(f"{exchange}.dlx")
 
     _in_worker_thread(delete)
 
@@ -143,7 +144,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         EVENTSCOPE_TOKEN=token,
         EVENTSCOPE_AMQP_URL=AMQP_URL,
         EVENTSCOPE_DATABASE_URL=f"sqlite+aiosqlite:///{workdir}/events.db",
-        EVENTSCOPE_EXCHANGES=exchange,
+        EVENTSCOPE_EXCHANGES=f"{exchange},{exchange}.dlx",  # the DLX: native dead letters
+        EVENTSCOPE_REPLAY_TARGETS=f"exchange:{exchange},queue:test.browser.*",
+        EVENTSCOPE_REPLAY_QUIET_SECONDS="1",
         EVENTSCOPE_TAP_QUEUE=tap_queue,
         EVENTSCOPE_HOST="127.0.0.1",
         EVENTSCOPE_PORT=str(port),

@@ -34,6 +34,7 @@ HOSTILE_PAGES = [
     "/correlations?id=%22%3E%3Cimg+src%3Dx+onerror%3Dalert%281%29%3E",  # its correlation id
     "/compare?a={id}&b={id}",
     "/aggregates/view?event={id}",  # its aggregate, the hostile data folded into the state
+    "/events/{id}/replay",  # the replay preview: its body in the edit box
 ]
 # Pages that must load without console messages, page errors, failed requests or CSP reports.
 CLEAN_PAGES = [
@@ -46,6 +47,9 @@ CLEAN_PAGES = [
     "/compare?a={id}&b={id}",
     "/aggregates",
     "/aggregates/view?event={id}",
+    "/dlq",
+    "/replays",
+    "/events/{id}/replay",
     "/login",
 ]
 

@@ -2,13 +2,15 @@
 filter selects, grouped by queue, reason, routing key and normalised error
 (backend/dead_letters.py); `?group=<fingerprint>` lists one group's members.
 
-Read-only for now: replaying and discarding come with dead-letter queues eventscope owns.
+`?state=unresolved` (the default) shows the dead letters nobody acted on; `?state=handled`
+those replayed, being replayed or discarded (web/routes/replays.py acts on them).
 Error texts are bus data and may carry secrets: viewers see them masked like any text column.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Controller, get
@@ -22,30 +24,60 @@ from eventscope.backend.redaction import Redactor
 from eventscope.backend.settings import Settings
 from eventscope.backend.store.dead_letters import MAX_SCAN
 from eventscope.backend.store.eventstore import EventStore
+from eventscope.backend.trace import role_of
+from eventscope.web.auth import Principal
 from eventscope.web.dead_letter_view import failure_json, group_json
 from eventscope.web.event_view import in_worker
 from eventscope.web.filtering import filter_context, list_filter, query
 from eventscope.web.request import AnyRequest
 
-_OWN = ("group",)
+_OWN = ("group", "state")
+VIEWS = ("unresolved", "handled")
 MAX_GROUPS = 500
 MAX_MEMBERS = 500
 
 
-async def _read(
-    store: EventStore, settings: Settings, f: EventFilter
-) -> tuple[list[Failure], list[FailureGroup], bool, dict[int, dict[str, Any]]]:
+@dataclass
+class Read:
+    """The dead letters one page load groups: those in the chosen state, and the others'
+    count."""
+
+    failures: list[Failure]
+    groups: list[FailureGroup]
+    more: bool
+    rows: dict[int, dict[str, Any]]
+    states: dict[int, dict[str, Any]]
+    other: int  # dead letters of the other view (handled when unresolved is shown, and back)
+
+
+async def _read(store: EventStore, settings: Settings, f: EventFilter, view: str) -> Read:
     found = await store.dead_letters.newest(f, MAX_SCAN)
-    rows = {int(r["id"]): r for r in found.rows}
-    failures, groups = await in_worker(failures_and_groups, found.rows, settings.error_headers)
-    return failures, groups, found.more, rows
+    states = await store.replays.states([int(r["id"]) for r in found.rows])
+    handled = [r for r in found.rows if int(r["id"]) in states]
+    unresolved = [r for r in found.rows if int(r["id"]) not in states]
+    chosen, other = (handled, unresolved) if view == "handled" else (unresolved, handled)
+    rows = {int(r["id"]): r for r in chosen}
+    failures, groups = await in_worker(failures_and_groups, chosen, settings.error_headers)
+    others = sum(1 for r in other if role_of(r) == "dead_letter")
+    return Read(failures, groups, found.more, rows, states, others)
 
 
-def _members(
-    failures: list[Failure], fingerprint: str, rows: dict[int, dict[str, Any]], mask: Any
-) -> list[dict[str, Any]]:
-    chosen = [f for f in failures if f.fingerprint == fingerprint][:MAX_MEMBERS]
-    return [failure_json(f, rows.get(f.row_id), mask) for f in chosen]
+def _view(request: AnyRequest) -> str:
+    view = request.query_params.get("state") or "unresolved"
+    if view not in VIEWS:
+        raise FilterError("state", f"{view[:20]!r} is not one of {', '.join(VIEWS)}")
+    return view
+
+
+def _members(read: Read, fingerprint: str, mask: Any) -> list[dict[str, Any]]:
+    chosen = [f for f in read.failures if f.fingerprint == fingerprint][:MAX_MEMBERS]
+    return [
+        {
+            **failure_json(f, read.rows.get(f.row_id), mask),
+            "state": read.states.get(f.row_id, {}).get("state", "unresolved"),
+        }
+        for f in chosen
+    ]
 
 
 class DeadLetterPages(Controller):
@@ -58,30 +90,40 @@ class DeadLetterPages(Controller):
         store: NamedDependency[EventStore],
         settings: NamedDependency[Settings],
         mask: NamedDependency[Redactor | None],
+        principal: NamedDependency[Principal],
     ) -> Template:
         """Groups of failures; with `?group=`, that group's dead letters."""
         context: dict[str, Any] = {"filter_error": None, "groups": [], "scan": MAX_SCAN}
         try:
             event_filter = list_filter(request, mask, _OWN)
+            view = _view(request)
         except FilterError as exc:
-            context.update(filter_error=str(exc), **filter_context(None))
+            context.update(filter_error=str(exc), view="unresolved", **filter_context(None))
             return Template("dlq.html", context=context, status_code=400)
         context.update(filter_context(event_filter))
-        failures, groups, more, rows = await _read(store, settings, event_filter)
+        read = await _read(store, settings, event_filter, view)
         now = dt.datetime.now(dt.UTC)
         fingerprint = request.query_params.get("group")
-        chosen = next((g for g in groups if g.fingerprint == fingerprint), None)
+        chosen = next((g for g in read.groups if g.fingerprint == fingerprint), None)
+        own = [("state", view)] if view != "unresolved" else []
         context.update(
             groups=[
-                {**group_json(g, mask, now), "members_query": query([("group", g.fingerprint)])}
-                for g in groups[:MAX_GROUPS]
+                {
+                    **group_json(g, mask, now),
+                    "members_query": query([("group", g.fingerprint), *own]),
+                }
+                for g in read.groups[:MAX_GROUPS]
             ],
-            groups_total=len(groups),
-            dead_letters=len(failures),
-            more=more,
+            groups_total=len(read.groups),
+            dead_letters=len(read.failures),
+            more=read.more,
+            view=view,
+            other=read.other,
+            view_query=query(own),
+            can_act=principal.can_act,
             group=group_json(chosen, mask, now) if chosen else None,
             group_missing=fingerprint is not None and chosen is None,
-            members=_members(failures, chosen.fingerprint, rows, mask) if chosen else [],
+            members=_members(read, chosen.fingerprint, mask) if chosen else [],
         )
         headers = {}
         if request.headers.get("hx-request"):  # typed in the filter bar: a clean URL to share
@@ -113,16 +155,19 @@ class DeadLettersApi(Controller):
     ) -> dict[str, Any]:
         try:
             event_filter = list_filter(request, mask, _OWN)
+            view = _view(request)
         except FilterError as exc:
             raise ValidationException(str(exc)) from None
-        failures, groups, more, rows = await _read(store, settings, event_filter)
+        read = await _read(store, settings, event_filter, view)
         now = dt.datetime.now(dt.UTC)
         fingerprint = request.query_params.get("group")
         answer: dict[str, Any] = {
-            "dead_letters": len(failures),
-            "more": more,
-            "groups": [group_json(g, mask, now) for g in groups[:MAX_GROUPS]],
+            "state": view,
+            "dead_letters": len(read.failures),
+            "more": read.more,
+            "other": read.other,
+            "groups": [group_json(g, mask, now) for g in read.groups[:MAX_GROUPS]],
         }
         if fingerprint is not None:
-            answer["items"] = _members(failures, fingerprint, rows, mask)
+            answer["items"] = _members(read, fingerprint, mask)
         return answer

@@ -13,7 +13,7 @@ from eventscope.backend.filters import FilterError
 from eventscope.backend.redaction import Redactor
 from eventscope.backend.settings import Settings
 from eventscope.backend.store.eventstore import EventStore
-from eventscope.web.auth import operator_only
+from eventscope.web.auth import Principal, operator_only
 from eventscope.web.context import WebContext
 from eventscope.web.copy_values import copy_values
 from eventscope.web.dead_letter_view import death_context
@@ -21,6 +21,7 @@ from eventscope.web.dependencies import Position, event_or_404
 from eventscope.web.event_view import masked_row, off_loop, page_context
 from eventscope.web.filtering import filter_context, filter_from, query, refuse_masked_values
 from eventscope.web.json_tree import pretty_tree
+from eventscope.web.replay_view import replay_context, settled_before
 from eventscope.web.request import AnyRequest
 
 
@@ -101,11 +102,16 @@ class Pages(Controller):
         store: NamedDependency[EventStore],
         settings: NamedDependency[Settings],
         mask: NamedDependency[Redactor | None],
+        principal: NamedDependency[Principal],
         event_id: FromPath[int],
     ) -> Template:
         row = await event_or_404(store, event_id)
         context = await off_loop(detail_page, row, mask)
         context["death"] = death_context(row, mask, settings.error_headers)
+        context["can_act"] = principal.can_act
+        context.update(
+            await replay_context(store, row, mask, settled_before(settings.replay_quiet_seconds))
+        )
         related = await store.events.related(row)
         context["related"] = {
             kind: [masked_row(other, mask) for other in others] for kind, others in related.items()

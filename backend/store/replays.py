@@ -1,0 +1,344 @@
+"""The replay ledger and the dead letters' states, as the store keeps them (backend/replay.py
+moves them).
+
+Every change is one transaction: a replay starts with its ledger row (`publishing`), its
+in-flight row (the primary key refuses a second replay of the same message) and the dead
+letter's state `replaying`; it ends with the ledger's outcome, the in-flight row deleted and
+the state `replayed` (delivered) or no state (failed, unknown: unresolved again).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from eventscope.backend.envelope import db_text
+from eventscope.backend.store.engine import as_dicts
+from eventscope.backend.store.models import dead_letter_states, events, replay_inflight, replays
+from eventscope.backend.store.paging import OLDEST_FIRST, Cursor, after
+
+if TYPE_CHECKING:
+    from eventscope.backend.store.eventstore import EventStore
+
+PUBLISHING, DELIVERED, FAILED, UNKNOWN = "publishing", "delivered", "failed", "unknown"
+REPLAYING, REPLAYED, DISCARDED = "replaying", "replayed", "discarded"
+IN_CHUNKS = 500
+
+
+class InFlight(Exception):
+    """A replay of this message is already in flight."""
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class ReplayLedger:
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    async def begin(self, entry: dict[str, Any], *, dead_letter: bool) -> None:
+        """Write the ledger row (state publishing) and claim the message; InFlight when a
+        replay of it is already in flight."""
+        row = {
+            **entry,
+            "actor": db_text(entry["actor"], 200) or "?",
+            "reason": db_text(entry.get("reason"), 2000),
+            "state": PUBLISHING,
+            "requested_at": entry.get("requested_at") or _now(),
+        }
+        try:
+            async with self.store.engine.begin() as conn:
+                await conn.execute(
+                    insert(replay_inflight),
+                    [{"event_id": row["event_id"], "replay_id": row["replay_id"]}],
+                )
+                await conn.execute(insert(replays), [row])
+                if dead_letter:
+                    await _set_state(conn, row["event_id"], REPLAYING, row["replay_id"], row)
+        except IntegrityError:
+            raise InFlight(f"a replay of event {row['event_id']} is in flight") from None
+
+    async def begin_many(self, entries: list[dict[str, Any]]) -> set[str]:
+        """`begin` for a chunk of a bulk replay, in one transaction; returns the replay ids
+        claimed (a message with a replay in flight is left out)."""
+        if not entries:
+            return set()
+        ids = [int(e["event_id"]) for e in entries]
+        async with self.store.engine.begin() as conn:
+            busy = {
+                int(r[0])
+                for r in await conn.execute(
+                    select(replay_inflight.c.event_id).where(replay_inflight.c.event_id.in_(ids))
+                )
+            }
+            now = _now()
+            rows = [
+                {
+                    **e,
+                    "actor": db_text(e["actor"], 200) or "?",
+                    "reason": db_text(e.get("reason"), 2000),
+                    "state": PUBLISHING,
+                    "requested_at": now,
+                }
+                for e in entries
+                if int(e["event_id"]) not in busy
+            ]
+            if not rows:
+                return set()
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(
+                        insert(replay_inflight),
+                        [{"event_id": r["event_id"], "replay_id": r["replay_id"]} for r in rows],
+                    )
+            except IntegrityError:  # a single replay claimed one meanwhile: one by one
+                claimed = []
+                for r in rows:
+                    try:
+                        async with conn.begin_nested():
+                            await conn.execute(
+                                insert(replay_inflight),
+                                [{"event_id": r["event_id"], "replay_id": r["replay_id"]}],
+                            )
+                        claimed.append(r)
+                    except IntegrityError:
+                        continue
+                rows = claimed
+            if not rows:
+                return set()
+            await conn.execute(insert(replays), rows)
+            dead = [r for r in rows if r["dead_letter"]]
+            if dead:
+                await conn.execute(
+                    delete(dead_letter_states).where(
+                        dead_letter_states.c.event_id.in_([r["event_id"] for r in dead])
+                    )
+                )
+                await conn.execute(
+                    insert(dead_letter_states),
+                    [
+                        {
+                            "event_id": r["event_id"],
+                            "state": REPLAYING,
+                            "replay_id": r["replay_id"],
+                            "actor": r["actor"],
+                            "reason": r["reason"],
+                            "changed_at": now,
+                        }
+                        for r in dead
+                    ],
+                )
+            return {r["replay_id"] for r in rows}
+
+    async def finish_many(self, outcomes: list[tuple[str, str, str | None]]) -> None:
+        """`finish` for a chunk: (replay id, state, result) each, in one transaction."""
+        if not outcomes:
+            return
+        now = _now()
+        async with self.store.engine.begin() as conn:
+            for replay_id, state, result in outcomes:
+                await conn.execute(
+                    update(replays)
+                    .where(replays.c.replay_id == replay_id, replays.c.state == PUBLISHING)
+                    .values(state=state, result=db_text(result, 2000), finished_at=now)
+                )
+            all_ids = [o[0] for o in outcomes]
+            delivered = [o[0] for o in outcomes if o[1] == DELIVERED]
+            other = [o[0] for o in outcomes if o[1] != DELIVERED]
+            await conn.execute(
+                delete(replay_inflight).where(replay_inflight.c.replay_id.in_(all_ids))
+            )
+            if delivered:
+                await conn.execute(
+                    update(dead_letter_states)
+                    .where(dead_letter_states.c.replay_id.in_(delivered))
+                    .values(state=REPLAYED, changed_at=now)
+                )
+            if other:
+                await conn.execute(
+                    delete(dead_letter_states).where(dead_letter_states.c.replay_id.in_(other))
+                )
+
+    async def refused(self, entries: list[dict[str, Any]]) -> None:
+        """Ledger rows for messages a bulk replay did not publish, saying why (state failed)."""
+        if not entries:
+            return
+        now = _now()
+        rows = [
+            {
+                **e,
+                "actor": db_text(e["actor"], 200) or "?",
+                "reason": db_text(e.get("reason"), 2000),
+                "result": db_text(e.get("result"), 2000),
+                "state": FAILED,
+                "requested_at": now,
+                "finished_at": now,
+            }
+            for e in entries
+        ]
+        async with self.store.engine.begin() as conn:
+            await conn.execute(insert(replays), rows)
+
+    async def finish(self, replay_id: str, state: str, result: str | None) -> dict[str, Any] | None:
+        """Record the outcome; only a replay still publishing moves (a reconcile and a late
+        confirmation never both win). Returns the ledger row, or None if it had moved."""
+        async with self.store.engine.begin() as conn:
+            moved = await conn.execute(
+                update(replays)
+                .where(replays.c.replay_id == replay_id, replays.c.state == PUBLISHING)
+                .values(state=state, result=db_text(result, 2000), finished_at=_now())
+            )
+            if not moved.rowcount:
+                return None
+            entry = as_dicts(
+                await conn.execute(select(replays).where(replays.c.replay_id == replay_id))
+            )[0]
+            await conn.execute(
+                delete(replay_inflight).where(replay_inflight.c.replay_id == replay_id)
+            )
+            if entry["dead_letter"]:
+                mine = dead_letter_states.c.replay_id == replay_id
+                if state == DELIVERED:
+                    await conn.execute(
+                        update(dead_letter_states)
+                        .where(mine)
+                        .values(state=REPLAYED, changed_at=_now())
+                    )
+                else:
+                    await conn.execute(delete(dead_letter_states).where(mine))
+            return entry
+
+    async def publishing_since(self, before: dt.datetime) -> list[dict[str, Any]]:
+        """Replays still `publishing` that started before `before`: their process stopped."""
+        query = (
+            select(replays)
+            .where(replays.c.state == PUBLISHING, replays.c.requested_at < before)
+            .order_by(replays.c.id)
+            .limit(1000)
+        )
+        async with self.store.engine.connect() as conn:
+            return as_dicts(await conn.execute(query))
+
+    async def mark_failed_again(self, replay_id: str, dead_letter_id: int) -> bool:
+        """The replayed message came back as a dead letter; True when the ledger knew it."""
+        async with self.store.engine.begin() as conn:
+            moved = await conn.execute(
+                update(replays)
+                .where(replays.c.replay_id == replay_id, replays.c.failed_again_id.is_(None))
+                .values(failed_again_id=dead_letter_id)
+            )
+            return bool(moved.rowcount)
+
+    async def watched_since(self, horizon: dt.datetime) -> dt.datetime | None:
+        """When the oldest delivered replay since `horizon` that has not failed again was
+        asked for: dead letters from then on may be it failing again."""
+        query = select(func.min(replays.c.requested_at)).where(
+            replays.c.state == DELIVERED,
+            replays.c.failed_again_id.is_(None),
+            replays.c.requested_at >= horizon,
+        )
+        async with self.store.engine.connect() as conn:
+            oldest: dt.datetime | None = (await conn.execute(query)).scalar()
+        return oldest
+
+    async def dead_letters_after(
+        self, cursor: Cursor | None, since: dt.datetime, limit: int
+    ) -> list[dict[str, Any]]:
+        """Dead letters in commit order after `cursor` (from the start: received since
+        `since`), with their headers, through the dead-letter index."""
+        query = (
+            select(events.c.id, events.c.commit_seq, events.c.headers)
+            .where(events.c.dead_letter.is_not(None))
+            .order_by(*OLDEST_FIRST)
+            .limit(limit)
+        )
+        query = query.where(after(cursor)) if cursor else query.where(events.c.received_at >= since)
+        async with self.store.engine.connect() as conn:
+            return as_dicts(await conn.execute(query))
+
+    async def entry(self, replay_id: str) -> dict[str, Any] | None:
+        async with self.store.engine.connect() as conn:
+            rows = as_dicts(
+                await conn.execute(select(replays).where(replays.c.replay_id == replay_id))
+            )
+        return rows[0] if rows else None
+
+    async def entries(
+        self, limit: int, before: int | None = None, event_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Newest first, keyset paged by ledger id; one message's replays with `event_id`."""
+        query = select(replays).order_by(replays.c.id.desc()).limit(limit)
+        if before is not None:
+            query = query.where(replays.c.id < before)
+        if event_id is not None:
+            query = query.where(replays.c.event_id == event_id)
+        async with self.store.engine.connect() as conn:
+            return as_dicts(await conn.execute(query))
+
+    async def replay_count(self, event_id: int) -> int:
+        query = select(func.count()).select_from(replays).where(replays.c.event_id == event_id)
+        async with self.store.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def states(self, event_ids: Collection[int]) -> dict[int, dict[str, Any]]:
+        """What was done about each of these dead letters (absent: unresolved)."""
+        out: dict[int, dict[str, Any]] = {}
+        ids = sorted(set(event_ids))
+        async with self.store.engine.connect() as conn:
+            for start in range(0, len(ids), IN_CHUNKS):
+                chunk = ids[start : start + IN_CHUNKS]
+                query = select(dead_letter_states).where(dead_letter_states.c.event_id.in_(chunk))
+                for row in as_dicts(await conn.execute(query)):
+                    out[int(row["event_id"])] = row
+        return out
+
+    async def discard(self, event_id: int, actor: str, reason: str | None) -> bool:
+        """Archive an unresolved dead letter; False when it is being replayed or was handled."""
+        async with self.store.engine.begin() as conn:
+            current = (
+                await conn.execute(
+                    select(dead_letter_states.c.state).where(
+                        dead_letter_states.c.event_id == event_id
+                    )
+                )
+            ).scalar()
+            if current is not None:
+                return False
+            await _set_state(conn, event_id, DISCARDED, None, {"actor": actor, "reason": reason})
+            return True
+
+    async def restore(self, event_id: int) -> bool:
+        """A discarded dead letter is unresolved again; False when it was not discarded."""
+        async with self.store.engine.begin() as conn:
+            gone = await conn.execute(
+                delete(dead_letter_states).where(
+                    dead_letter_states.c.event_id == event_id,
+                    dead_letter_states.c.state == DISCARDED,
+                )
+            )
+            return bool(gone.rowcount)
+
+
+async def _set_state(
+    conn: AsyncConnection, event_id: int, state: str, replay_id: str | None, why: dict[str, Any]
+) -> None:
+    await conn.execute(delete(dead_letter_states).where(dead_letter_states.c.event_id == event_id))
+    await conn.execute(
+        insert(dead_letter_states),
+        [
+            {
+                "event_id": event_id,
+                "state": state,
+                "replay_id": replay_id,
+                "actor": db_text(why.get("actor"), 200),
+                "reason": db_text(why.get("reason"), 2000),
+                "changed_at": _now(),
+            }
+        ],
+    )
