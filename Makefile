@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help demo serve test test-fast lint typecheck format docs browser-deps bench bench-live clean
+.PHONY: help demo serve test test-fast lint typecheck format docs browser-deps bench bench-replay bench-live clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ format: $(STAMP) ## apply ruff formatting and fixes
 
 bench: $(STAMP) ## ingest benchmark (see benchmarks/README.md)
 	$(BIN)/python benchmarks/ingest.py
+
+bench-replay: $(STAMP) ## bulk replay benchmark against a bare aio-pika confirmed publish
+	$(BIN)/python benchmarks/replay.py
 
 bench-live: $(STAMP) browser-deps ## live latency benchmark: publish → row in chromium
 	$(BIN)/python benchmarks/live.py

@@ -24,6 +24,7 @@ KINDS: tuple[TargetKind, ...] = ("exchange", "queue")
 _DEAD_LETTER_NAME = re.compile(r"dlx|dlq|dead", re.IGNORECASE)  # as backend/trace.py
 DLQ_PREFIX = "dlq."
 MAX_NAME = 255  # AMQP short strings: exchange, queue and routing key
+_UNSENDABLE = re.compile("[\x00-\x1f\ud800-\udfff]")  # control characters, lone surrogates
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def _checked(target: Target) -> Target:
     for what, text in (("name", target.name), ("routing key", target.routing_key)):
         if len(text.encode("utf-8", "surrogatepass")) > MAX_NAME:
             raise ValueError(f"target {what} is longer than {MAX_NAME} bytes")
-        if any(ord(c) < 0x20 or 0xD800 <= ord(c) <= 0xDFFF for c in text):
+        if _UNSENDABLE.search(text):
             raise ValueError(f"target {what} holds a control character or a lone surrogate")
     return target
 

@@ -23,6 +23,7 @@ from eventscope.backend.correlation_catalog import CorrelationCatalog
 from eventscope.backend.ingest.recorder import Recorder
 from eventscope.backend.redaction import Redactor
 from eventscope.backend.replay import Replayer
+from eventscope.backend.replay_bulk import BulkReplays
 from eventscope.backend.replay_targets import default_allowlist
 from eventscope.backend.search_index import SearchIndexer
 from eventscope.backend.settings import Settings
@@ -88,6 +89,7 @@ class Runtime:
             else None
         )
         self.replayer = Replayer(self.store, settings)
+        self.bulk = BulkReplays(self.store, self.replayer, settings)
         self.stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._extra: list[tuple[str, Callable[[asyncio.Event], Coroutine[Any, Any, Any]]]] = []
@@ -120,6 +122,7 @@ class Runtime:
             ("correlation-catalog", self.correlation_catalog.run),
             ("replay-reconcile", self.replayer.run_reconcile),
             ("replay-outcomes", self.replayer.run_outcomes),
+            ("replay-bulk", self.bulk.run),
         ]
         if self.recorder is not None:
             tasks.append(("recorder", self.recorder.run))

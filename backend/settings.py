@@ -151,6 +151,10 @@ class Settings:
         "(`*` matches any characters). Empty: every recorded exchange except dead-letter ones "
         "(named with dlx, dlq or dead), and no queue. `--demo` adds `queue:demo.*`.",
     )
+    replay_rate: float = _setting(
+        100.0,
+        "Bulk replays publish at most this many messages per second (0: no limit).",
+    )
     replay_quiet_seconds: float = _setting(
         60.0,
         "A delivered replay counts as resolved once this many seconds passed without it "
@@ -354,6 +358,8 @@ def validate(settings: Settings) -> None:
     ):
         if getattr(settings, name) < 1:
             raise ValueError(f"{env_name(name)}: must be at least 1")
+    if settings.replay_rate < 0:
+        raise ValueError("EVENTSCOPE_REPLAY_RATE: must be 0 (no limit) or more")
     if settings.replay_quiet_seconds < 0:
         raise ValueError("EVENTSCOPE_REPLAY_QUIET_SECONDS: must be 0 or more")
     if settings.max_wait_seconds < 0:

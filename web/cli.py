@@ -26,6 +26,7 @@ from eventscope.backend.settings import (
     parse_value,
     unknown_variables,
 )
+from eventscope.web.cli_replay import add_replay_flags, cmd_replay
 
 log = logging.getLogger("eventscope")
 
@@ -95,12 +96,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reindexer.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_setting_flags(reindexer)
-    for sub in (serve, ingest, demo, upgrade, exporter):
+    replayer = commands.add_parser(
+        "replay", help="replay stored dead letters (or events) in bulk, with a progress bar"
+    )
+    add_replay_flags(replayer)
+    _add_filter_flags(replayer)
+    for sub in (serve, ingest, demo, upgrade, exporter, replayer):
         _add_setting_flags(sub)
     return parser
 
 
 def _add_export_flags(parser: argparse.ArgumentParser) -> None:
+    _add_filter_flags(parser)
+    parser.add_argument("--after", metavar="CURSOR", help="only events newer than this cursor")
+    parser.add_argument("--before", metavar="CURSOR", help="only events older than this cursor")
+    parser.add_argument("--format", choices=("ndjson", "json"), default="ndjson")
+    parser.add_argument(
+        "--output", "-o", default="-", metavar="FILE", help="where to write (- for stdout)"
+    )
+    parser.add_argument(
+        "--masked", action="store_true", help="mask secrets as viewers see them (no raw bytes)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_filter_flags(parser: argparse.ArgumentParser) -> None:
     from eventscope.backend.filters import PARAMETERS
 
     parser.add_argument(
@@ -114,16 +134,6 @@ def _add_export_flags(parser: argparse.ArgumentParser) -> None:
         group.add_argument(
             "--" + name.replace("_", "-"), dest=f"filter_{name}", action="append", default=[]
         )
-    parser.add_argument("--after", metavar="CURSOR", help="only events newer than this cursor")
-    parser.add_argument("--before", metavar="CURSOR", help="only events older than this cursor")
-    parser.add_argument("--format", choices=("ndjson", "json"), default="ndjson")
-    parser.add_argument(
-        "--output", "-o", default="-", metavar="FILE", help="where to write (- for stdout)"
-    )
-    parser.add_argument(
-        "--masked", action="store_true", help="mask secrets as viewers see them (no raw bytes)"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -457,6 +467,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         cmd_export(settings, args)
     elif args.command == "reindex":
         cmd_reindex(settings, args)
+    elif args.command == "replay":
+        cmd_replay(settings, args, _export_filter_pairs(args))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from eventscope.backend.store.dead_letters import DeadLetterQueries
 from eventscope.backend.store.engine import create_engine
 from eventscope.backend.store.events import EventQueries
 from eventscope.backend.store.fulltext import FullText
+from eventscope.backend.store.replay_batches import ReplayBatches
 from eventscope.backend.store.replays import ReplayLedger
 from eventscope.backend.store.search import EventSearch
 from eventscope.backend.store.sqlite_writer import SqliteBatchWriter, sqlite_path
@@ -50,6 +51,7 @@ class EventStore:
         self.correlations = CorrelationCatalogQueries(self)  # what traces summarise from
         self.dead_letters = DeadLetterQueries(self)  # the newest dead letters, for /dlq
         self.replays = ReplayLedger(self)  # the replay ledger, dead letters' states
+        self.replay_batches = ReplayBatches(self)  # bulk replays and their messages
         self._writer: SqliteBatchWriter | PostgresBatchWriter | None = None
 
     @property

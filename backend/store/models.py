@@ -21,6 +21,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -370,8 +371,10 @@ replays = Table(
     Column("requested_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
     Column("failed_again_id", BigInteger),
+    Column("batch_id", String(40)),  # the bulk replay it belongs to, if any
     Index("ix_replays_event", "event_id", "id"),
     Index("ix_replays_state", "state", "requested_at"),
+    Index("ix_replays_batch", "batch_id", "event_id"),
     sqlite_autoincrement=True,
 )
 
@@ -395,4 +398,48 @@ dead_letter_states = Table(
     Column("actor", Text),
     Column("reason", Text),
     Column("changed_at", DateTime(timezone=True), nullable=False),
+)
+
+# Bulk replays (backend/replay_bulk.py): one row per operator action over many messages, with
+# the selection in words and as it was given (ids, filter pairs, group), the commit position it
+# is bounded to, an optional target, counts and state (collecting, running, cancelling,
+# finished, cancelled, failed).
+replay_batches = Table(
+    "replay_batches",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("batch_id", String(40), nullable=False, unique=True),
+    Column("actor", Text, nullable=False),
+    Column("role", String(16)),
+    Column("reason", Text),
+    Column("selection", Text),
+    Column("ids", Text),
+    Column("filter", Text),
+    Column("fingerprint", Text),
+    Column("dead_letters", Boolean, nullable=False),
+    Column("until_seq", BigInteger, nullable=False),
+    Column("until_id", BigInteger, nullable=False),
+    Column("target_kind", String(16)),
+    Column("target_name", Text),
+    Column("routing_key", Text),
+    Column("rate", Float),
+    Column("state", String(16), nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("done", Integer, nullable=False),
+    Column("delivered", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("skipped", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Index("ix_replay_batches_state", "state", "id"),
+    sqlite_autoincrement=True,
+)
+
+# A bulk replay's messages in the order they are replayed, written while the selection is read.
+replay_batch_items = Table(
+    "replay_batch_items",
+    metadata,
+    Column("batch_id", String(40), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("event_id", BigInteger, nullable=False),
 )

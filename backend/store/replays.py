@@ -10,7 +10,7 @@ the state `replayed` (delivered) or no state (failed, unknown: unresolved again)
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, insert, select, update
@@ -136,18 +136,32 @@ class ReplayLedger:
                 )
             return {r["replay_id"] for r in rows}
 
-    async def finish_many(self, outcomes: list[tuple[str, str, str | None]]) -> None:
-        """`finish` for a chunk: (replay id, state, result) each, in one transaction."""
-        if not outcomes:
+    async def finish_many(
+        self,
+        outcomes: list[tuple[str, str, str | None]],
+        progress: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+    ) -> None:
+        """`finish` for a chunk: (replay id, state, result) each, in one transaction with
+        `progress` (the bulk replay's counts move with its ledger rows)."""
+        if not outcomes and progress is None:
             return
         now = _now()
         async with self.store.engine.begin() as conn:
-            for replay_id, state, result in outcomes:
-                await conn.execute(
-                    update(replays)
-                    .where(replays.c.replay_id == replay_id, replays.c.state == PUBLISHING)
-                    .values(state=state, result=db_text(result, 2000), finished_at=now)
-                )
+            by_outcome: dict[tuple[str, str | None], list[str]] = {}
+            for rid, state, result in outcomes:  # most share one: "delivered, confirmed"
+                by_outcome.setdefault((state, db_text(result, 2000)), []).append(rid)
+            for (state, result), rids in by_outcome.items():
+                for start in range(0, len(rids), IN_CHUNKS):
+                    await conn.execute(
+                        update(replays)
+                        .where(
+                            replays.c.replay_id.in_(rids[start : start + IN_CHUNKS]),
+                            replays.c.state == PUBLISHING,
+                        )
+                        .values(state=state, result=result, finished_at=now)
+                    )
+            if progress is not None:
+                await progress(conn)
             all_ids = [o[0] for o in outcomes]
             delivered = [o[0] for o in outcomes if o[1] == DELIVERED]
             other = [o[0] for o in outcomes if o[1] != DELIVERED]
@@ -270,10 +284,17 @@ class ReplayLedger:
         return rows[0] if rows else None
 
     async def entries(
-        self, limit: int, before: int | None = None, event_id: int | None = None
+        self,
+        limit: int,
+        before: int | None = None,
+        event_id: int | None = None,
+        batch_id: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Newest first, keyset paged by ledger id; one message's replays with `event_id`."""
+        """Newest first, keyset paged by ledger id; one message's replays with `event_id`, one
+        bulk replay's with `batch_id`."""
         query = select(replays).order_by(replays.c.id.desc()).limit(limit)
+        if batch_id is not None:
+            query = query.where(replays.c.batch_id == batch_id)
         if before is not None:
             query = query.where(replays.c.id < before)
         if event_id is not None:

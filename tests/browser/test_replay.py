@@ -146,3 +146,40 @@ def test_clicking_replay_delivers_the_dead_letter_to_its_queue_exactly_once(
     expect(page.locator("#dl-state")).to_contain_text("resolved")
     page.screenshot(path=artifacts / "replay-resolved.png", full_page=True)
     assert page.evaluate("window.__cspViolations") == []
+
+
+def test_a_group_is_replayed_in_bulk_with_live_progress(
+    page: Page, publisher: Publisher, work_queue: str, artifacts: Path
+) -> None:
+    key = f"{work_queue}.order.paid"
+    sent = [seed_event(key) for _ in range(3)]
+    for event in sent:
+        publisher.publish(key, event)
+        reject_one(work_queue)
+
+    group = page.locator("#dlq-groups tr").filter(has_text=key)
+    deadline = time.monotonic() + 20
+    while True:
+        page.goto("/dlq")
+        if group.count() and group.locator("td.num").inner_text() == "3":
+            break
+        assert time.monotonic() < deadline, f"the 3 dead letters of {key} never showed"
+        page.wait_for_timeout(300)
+    group.locator("td.num a").click()
+    page.click("#replay-group")
+    expect(page.locator("h1")).to_have_text("Replay 3 dead letters")
+    expect(page.locator("table.bulk-targets")).to_contain_text(work_queue)
+    page.fill("input[name=reason]", "bulk after the fix")
+    page.click("#bulk-button")
+    page.wait_for_url("**/replays/batches/*")
+    expect(page.locator("#batch-state")).to_have_text("finished", timeout=20_000)
+    expect(page.locator("#batch-delivered")).to_have_text("3 delivered")
+    expect(page.locator("#batch-entries tbody tr")).to_have_count(3)  # sent over the socket
+    page.screenshot(path=artifacts / "replay-bulk.png", full_page=True)
+
+    time.sleep(0.5)
+    delivered = drain(work_queue)
+    assert sorted(json.loads(m["body"])["id"] for m in delivered) == sorted(e["id"] for e in sent)
+    page.goto("/replays")
+    expect(page.locator("#batches tbody tr").first).to_contain_text("bulk after the fix")
+    assert page.evaluate("window.__cspViolations") == []

@@ -190,6 +190,7 @@ def test_cli_has_its_commands() -> None:
         "hash-password",
         "reindex",
         "export",
+        "replay",
     }
 
 

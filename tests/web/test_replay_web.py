@@ -238,3 +238,84 @@ def _button(page: str) -> str:
     found = re.search(r'<button type="submit" class="primary" id="replay-button"[^>]*>', page)
     assert found, "no Replay button"
     return found.group(0)
+
+
+# -- bulk ------------------------------------------------------------------------------------
+
+
+async def _ended(client: Client, batch_id: str) -> dict[str, Any]:
+    for _ in range(200):
+        batch = (await client.get(f"/api/replays/batches/{batch_id}")).json()
+        if batch["state"] in ("finished", "cancelled", "failed"):
+            return dict(batch)
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"bulk replay {batch_id} never ended")
+
+
+async def test_a_group_is_replayed_in_bulk_from_the_api(
+    client: Client, put: Callable[..., Any], work_queue: aio_pika.abc.AbstractQueue
+) -> None:
+    failing = [dead_letter(QUEUE, {"id": f"evt_{i}"}, **{"x-error": f"order {i} not found"})
+               for i in range(5)]  # fmt: skip
+    other = [dead_letter(QUEUE, {"id": "evt_x"}, **{"x-error": "disk full"})]
+    await put(*failing, *other)
+    groups = (await client.get("/api/dlq")).json()["groups"]
+    fingerprint = next(g["fingerprint"] for g in groups if g["error"] == "order <n> not found")
+
+    preview = (await client.get("/api/replays/preview", params={"group": fingerprint})).json()
+    assert preview["count"] == 5 and preview["targets"][0]["allowed"] is True
+    refused = await client.post(
+        "/api/dlq/replay", json={"group": fingerprint}, headers=bearer(TOKEN)
+    )
+    assert refused.status_code == 422 and "reason" in refused.text
+    viewer = await client.post(
+        "/api/dlq/replay", json={"group": fingerprint, "reason": "x"}, headers=bearer(VIEWER)
+    )
+    assert viewer.status_code == 403
+
+    started = await client.post(
+        "/api/dlq/replay", json={"group": fingerprint, "reason": "fixed"}, headers=bearer(TOKEN)
+    )
+    assert started.status_code == 202, started.text
+    batch = await _ended(client, started.json()["batch_id"])
+    assert (batch["total"], batch["delivered"], batch["failed"]) == (5, 5, 0)
+    bodies = sorted(json.loads(m.body)["id"] for m in await take(work_queue))
+    assert bodies == [f"evt_{i}" for i in range(5)]  # the group, each once; not "disk full"
+    remaining = (await client.get("/api/dlq")).json()
+    assert remaining["dead_letters"] == 1
+    cancel = await client.post(
+        f"/api/replays/batches/{batch['batch_id']}/cancel", headers=bearer(TOKEN)
+    )
+    assert cancel.status_code == 409  # it has ended
+
+
+async def test_the_bulk_pages_preview_start_and_show_progress(
+    client: Client, put: Callable[..., Any], work_queue: aio_pika.abc.AbstractQueue
+) -> None:
+    ids = await put(*(dead_letter(QUEUE, {"id": f"evt_{i}"}) for i in range(3)))
+    page = await client.get("/replays/new", params=[("id", str(i)) for i in ids[:2]], headers=HTML)
+    assert page.status_code == 200 and "Replay 2 dead letters" in page.text
+    assert f"queue {QUEUE}" in page.text
+    token = await csrf_token(client)
+    response = await client.post(
+        "/replays/batches",
+        data={"id": [str(i) for i in ids[:2]], "reason": "retry"},
+        headers={"origin": ORIGIN, "x-csrf-token": token, "hx-request": "true"},
+    )
+    location = response.headers.get("hx-redirect", "")
+    assert response.status_code == 200 and location.startswith("/replays/batches/"), response.text
+    batch = await _ended(client, location.rsplit("/", 1)[1])
+    assert batch["delivered"] == 2
+    assert len(await take(work_queue)) == 2
+    shown = await client.get(location, headers=HTML)
+    assert 'id="batch-state"' in shown.text and ">finished<" in shown.text
+    ledger = await client.get("/replays", headers=HTML)
+    assert 'id="batches"' in ledger.text and "2 selected" in ledger.text
+    no_reason = await client.post(
+        "/replays/batches",
+        data={"id": str(ids[2])},
+        headers={"origin": ORIGIN, "x-csrf-token": token, "hx-request": "true"},
+    )
+    assert 'id="replay-refused"' in no_reason.text and "reason" in no_reason.text
+    viewer = {**bearer(VIEWER), **HTML}
+    assert (await client.get("/replays/new", headers=viewer)).status_code == 403

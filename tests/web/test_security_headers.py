@@ -79,6 +79,7 @@ def every_get_path(app: Litestar) -> list[str]:
             path = path.replace("{type_key:int}", "1")
             path = path.replace("{aggregate_type:str}", "Order")
             path = path.replace("{aggregate_id:str}", "order_1")
+            path = path.replace("{batch_id:str}", "0123456789abcdef")
             assert "{" not in path, f"fill in the parameters of {route.path} here"
             paths.append(path)
     return paths

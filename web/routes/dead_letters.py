@@ -124,6 +124,12 @@ class DeadLetterPages(Controller):
             group=group_json(chosen, mask, now) if chosen else None,
             group_missing=fingerprint is not None and chosen is None,
             members=_members(read, chosen.fingerprint, mask) if chosen else [],
+            group_pairs=[("group", chosen.fingerprint), *event_filter.query_items()]
+            if chosen
+            else [],
+            group_query=query([("group", chosen.fingerprint), *event_filter.query_items()])
+            if chosen
+            else "",
         )
         headers = {}
         if request.headers.get("hx-request"):  # typed in the filter bar: a clean URL to share

@@ -38,6 +38,7 @@ from eventscope.web.replay_view import (
     state_json,
 )
 from eventscope.web.request import AnyRequest
+from eventscope.web.routes.replay_batches import batch_json
 
 MAX_REQUEST = 8 * 1024 * 1024  # an edited body travels in the request
 LEDGER_PAGE = 100
@@ -417,6 +418,9 @@ class ReplayPages(Controller):
             "replays.html",
             context={
                 "entries": [entry_json(e, mask, now) for e in entries],
+                "batches": [batch_json(b) for b in await store.replay_batches.newest(10)]
+                if before is None and event_id is None
+                else [],
                 "older": entries[-1]["id"] if len(entries) == limit else None,
                 "event_id": event_id,
                 "before": before,
