@@ -22,7 +22,7 @@ from pamqp.commands import Basic
 from eventscope.backend.envelope import Delivery
 from eventscope.backend.replay_publisher import REPLAY_ID_HEADER
 from tests.conftest import AMQP_URL
-from tests.web.conftest import NOW, ORIGIN, TOKEN, csrf_token
+from tests.web.conftest import NOW, ORIGIN, TOKEN, csrf_token, delivery
 from tests.web.test_security import HTML, VIEWER, bearer
 
 Client = AsyncTestClient[Litestar]
@@ -319,3 +319,46 @@ async def test_the_bulk_pages_preview_start_and_show_progress(
     assert 'id="replay-refused"' in no_reason.text and "reason" in no_reason.text
     viewer = {**bearer(VIEWER), **HTML}
     assert (await client.get("/replays/new", headers=viewer)).status_code == 403
+
+
+async def test_the_preview_shows_what_the_replay_would_do_to_its_aggregate(
+    client: Client, put: Callable[..., Any]
+) -> None:
+    order = {"aggregateType": "Order", "aggregateId": "ord_9"}
+    created = {"id": "evt_c", "type": "OrderCreated", "version": 1, **order,
+               "data": {"status": "created"}}  # fmt: skip
+    paid = {"id": "evt_p", "type": "OrderPaid", "version": 2, **order,
+            "data": {"status": "paid", "paidBy": "card"}}  # fmt: skip
+
+    await put(delivery("order.created", created))
+    (dead,) = await put(dead_letter(QUEUE, paid))
+    page = await client.get(f"/events/{dead}/replay", headers=HTML)
+    assert 'id="what-if"' in page.text and 'id="what-if-changes"' in page.text
+    assert "paidBy" in page.text and "card" in page.text
+    preview = (await client.get(f"/api/events/{dead}/replay")).json()
+    changes = {c["path_text"]: c for c in preview["aggregate_what_if"]["changes"]}
+    assert any("paidBy" in path for path in changes), changes
+    viewer = (await client.get(f"/api/events/{dead}/replay", headers=bearer(VIEWER))).json()
+    assert "aggregate_what_if" not in viewer  # states are not masked: operators only
+
+
+async def test_a_filtered_timeline_offers_to_replay_what_it_matches(
+    client: Client, put: Callable[..., Any], work_queue: aio_pika.abc.AbstractQueue
+) -> None:
+    await put(delivery("order.created", {"id": "evt_a"}), delivery("order.shipped", {"id": "b"}))
+    page = await client.get("/", params={"routing_key": "order.created"}, headers=HTML)
+    assert 'id="replay-matching"' in page.text
+    assert 'id="replay-matching"' not in (await client.get("/", headers=HTML)).text  # unfiltered
+    viewer = await client.get(
+        "/", params={"routing_key": "order.created"}, headers={**bearer(VIEWER), **HTML}
+    )
+    assert 'id="replay-matching"' not in viewer.text
+    preview = (
+        await client.get(
+            "/api/replays/preview", params={"events": "1", "routing_key": "order.created"}
+        )
+    ).json()
+    assert preview["count"] == 1
+    assert preview["targets"] == [
+        {"target": "exchange events → order.created", "count": 1, "allowed": True}
+    ]

@@ -459,6 +459,30 @@ async def _candidate(request: AnyRequest, web: WebContext, ref: AggregateRef) ->
     return candidate
 
 
+async def replay_what_if(
+    web: WebContext, row: dict[str, Any], body: bytes | None
+) -> dict[str, Any] | None:
+    """What replaying a stored row would do to its aggregate (the replay preview): the body it
+    would send folded in at its place, as an event (a dead letter is otherwise never folded);
+    None when the row names no aggregate or none is recorded."""
+    aggregate_id = row.get("aggregate_id")
+    if not aggregate_id or body is None:
+        return None
+    ref = AggregateRef.of(row.get("aggregate_type"), aggregate_id, row.get("aggregate_key"))
+    candidate = RecordedEvent.from_row({**row, "body": body, "dead_letter": None})
+
+    def run(folded: Folded) -> dict[str, Any]:
+        try:
+            return api_what_if(folded.fold, folded.fold.what_if(candidate))
+        except WhatIfError as exc:
+            return {"error": str(exc)}
+
+    found = await web.runtime.aggregates.use(ref, run)
+    if found is not None:
+        found["aggregate"] = {"type": ref.aggregate_type, "id": ref.aggregate_id}
+    return found
+
+
 WHAT_IF_DESCRIPTION = (
     'Operators. Body: `{"row_id": N}` (a recorded event of this aggregate, e.g. a dead '
     'letter) or `{"body": {...}, "version": N, "event_id": "…"}` (the event as published; '

@@ -46,6 +46,7 @@ class Pages(Controller):
         web: NamedDependency[WebContext],
         mask: NamedDependency[Redactor | None],
         position: NamedDependency[Position],
+        principal: NamedDependency[Principal],
     ) -> Template:
         """Newest first, filtered by the filter language; with `before`, `after` or `at` (a jump
         to a time) a still page of history, else live (new matching rows arrive over the
@@ -65,6 +66,7 @@ class Pages(Controller):
             "scanned_out": False,
             "search_behind": None,
             "at": position.at,  # a jump to a time (`?at=`): history at or before it
+            "can_act": principal.can_act,
         }
         try:
             event_filter = filter_from(request.query_params.multi_items())

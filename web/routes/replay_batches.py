@@ -149,7 +149,8 @@ class ReplayBatchPages(Controller):
         except FilterError as exc:
             raise ValidationException(str(exc)) from None
         preview = await _bulk(web).preview(selection)
-        back = "/dlq?" + query([(k, v) for k, v in pairs if k != "id"])
+        kept = [(k, v) for k, v in pairs if k not in ("id", "events")]
+        back = ("/dlq?" if selection.dead_letters else "/?") + query(kept)
         return Template(
             "replay_bulk.html",
             context={

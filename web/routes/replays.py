@@ -38,6 +38,7 @@ from eventscope.web.replay_view import (
     state_json,
 )
 from eventscope.web.request import AnyRequest
+from eventscope.web.routes.aggregates import replay_what_if
 from eventscope.web.routes.replay_batches import batch_json
 
 MAX_REQUEST = 8 * 1024 * 1024  # an edited body travels in the request
@@ -199,7 +200,11 @@ class ReplaysApi(Controller):
         plan = await _replayer(web).plan(event_id, target=target)
         if plan is None:
             raise NotFoundException(f"No event with id {event_id}.")
-        return plan_json(plan, mask)
+        answer = plan_json(plan, mask)
+        if mask is None and plan.dead_letter:  # states are not masked: operators only
+            row = await event_or_404(web.store, event_id)
+            answer["aggregate_what_if"] = await replay_what_if(web, row, plan.body)
+        return answer
 
     @post(
         ["/dlq/{event_id:int}/replay", "/events/{event_id:int}/replay"],
@@ -341,7 +346,9 @@ class ReplayPages(Controller):
         assert plan is not None
         replays = await store.replays.entries(20, event_id=event_id)
         now = _settled(web)
+        what_if = await replay_what_if(web, row, plan.body) if plan.dead_letter else None
         context = {
+            "what_if": what_if,
             "event": masked_row(row, None),
             "dead_letter": is_dead_letter(row),
             "plan": plan_json(plan, None),
