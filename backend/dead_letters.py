@@ -48,6 +48,7 @@ class Failure:
     deaths: int | None  # times it died in that queue (x-death count), or the wrapper's retries
     received_at: dt.datetime
     problems: tuple[str, ...] = ()  # a forged or malformed x-death or wrapper, said plainly
+    held_in: str | None = None  # the owned dead-letter queue eventscope took it from
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -79,6 +80,7 @@ def failure_of(
             deaths=latest.count if latest else None,
             received_at=_aware(row["received_at"]),
             problems=(*problems, *(latest.problems if latest else ("no x-death entry",))),
+            held_in=row.get("captured_from"),
         )
     routing_key = str(row.get("routing_key") or "")
     body = row.get("body")
@@ -101,6 +103,7 @@ def failure_of(
         deaths=wrapper.retries if wrapper is not None else None,
         received_at=_aware(row["received_at"]),
         problems=notes,
+        held_in=row.get("captured_from"),
     )
 
 

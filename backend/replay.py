@@ -161,6 +161,14 @@ class Replayer:
             state = (await self.store.replays.states([event_id])).get(event_id)
             if state is not None and state["state"] == DISCARDED:
                 raise ReplayRefused(f"dead letter {event_id} is discarded: restore it first", 409)
+            row = await self._row(event_id)
+            held = await self.store.dead_letters.held_copies([row] if row else [])
+            if event_id in held:
+                raise ReplayRefused(
+                    f"eventscope holds this dead letter as event {held[event_id]} (taken from "
+                    "its owned queue): replay that one",
+                    409,
+                )
         if not plan.ready:
             await self._audit(actor, role, client, reason, event_id, plan, "refused", plan.why_not)
             raise ReplayRefused(plan.why_not or "cannot replay", 409)

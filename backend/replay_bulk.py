@@ -163,12 +163,16 @@ class BulkReplays:
             events.c.headers,
             events.c.received_at,
             events.c.body_size,
+            events.c.captured_from,
+            events.c.message_id_key,
         ).where(events.c.id.in_(ids))
         async with self.store.engine.connect() as conn:
             rows = [dict(r._mapping) for r in await conn.execute(query)]
         states = await self.store.replays.states(ids)
+        held = await self.store.dead_letters.held_copies(rows)
         for row in rows:
             row["state"] = states.get(int(row["id"]))
+            row["held_as"] = held.get(int(row["id"]))  # the owned copy is replayed, not this
         rows.sort(key=lambda r: int(r["id"]), reverse=True)
         return rows
 
@@ -510,7 +514,7 @@ def _chosen(row: Mapping[str, Any], selection: Selection, settings: Settings) ->
     group, or any row when the selection is of events."""
     if not selection.dead_letters:
         return True
-    if row.get("state") is not None or not is_dead_letter(row):
+    if row.get("state") is not None or row.get("held_as") or not is_dead_letter(row):
         return False
     if selection.fingerprint is None:
         return True

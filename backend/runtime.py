@@ -20,6 +20,7 @@ from eventscope.backend.aggregate_catalog import AggregateCatalog
 from eventscope.backend.aggregate_folds import AggregateFolds, reducers_for
 from eventscope.backend.changefeed import ChangeFeed
 from eventscope.backend.correlation_catalog import CorrelationCatalog
+from eventscope.backend.ingest.capture import DeadLetterCapture
 from eventscope.backend.ingest.recorder import Recorder
 from eventscope.backend.redaction import Redactor
 from eventscope.backend.replay import Replayer
@@ -39,8 +40,8 @@ DEMO_WAIT = 30.0  # seconds the demo waits for the recorder's tap before it publ
 
 
 def with_demo_exchanges(settings: Settings) -> Settings:
-    """`--demo` records the demo's dead-letter exchange too, so its dead letters show up, and
-    allows replays to the demo's queues (where its dead letters died)."""
+    """`--demo` records the demo's dead-letter exchange too, so its dead letters show up, holds
+    its dead-letter queue, and allows replays to the demo's queues (where they died)."""
     from eventscope.backend.demo import DEMO_DLX_EXCHANGE, DemoTopology
 
     if not settings.demo:
@@ -48,11 +49,17 @@ def with_demo_exchanges(settings: Settings) -> Settings:
     exchanges = settings.exchanges
     if DEMO_DLX_EXCHANGE not in exchanges:
         exchanges = (*exchanges, DEMO_DLX_EXCHANGE)
-    demo_queues = f"queue:{DemoTopology().prefix}.*"
+    topology = DemoTopology()
+    demo_queues = f"queue:{topology.prefix}.*"
     targets = settings.replay_targets or default_allowlist(settings.exchanges)
     if demo_queues not in targets:
         targets = (*targets, demo_queues)
-    return dataclasses.replace(settings, exchanges=exchanges, replay_targets=targets)
+    owned = settings.dead_letter_queues
+    if topology.dead_letters not in owned:
+        owned = (*owned, topology.dead_letters)
+    return dataclasses.replace(
+        settings, exchanges=exchanges, replay_targets=targets, dead_letter_queues=owned
+    )
 
 
 class Runtime:
@@ -87,6 +94,16 @@ class Runtime:
             )
             if record
             else None
+        )
+        # Owned dead-letter queues: one consumer each, committed like the tap (not benchmarked
+        # with it: `record=False` runs none).
+        self.captures = (
+            [
+                DeadLetterCapture(settings, self.store, queue, on_commit=self._committed)
+                for queue in settings.dead_letter_queues
+            ]
+            if record
+            else []
         )
         self.replayer = Replayer(self.store, settings)
         self.bulk = BulkReplays(self.store, self.replayer, settings)
@@ -126,6 +143,7 @@ class Runtime:
         ]
         if self.recorder is not None:
             tasks.append(("recorder", self.recorder.run))
+        tasks += [(f"dead-letters:{c.queue}", c.run) for c in self.captures]
         if self.demo:
             tasks.append(("demo", self._run_demo))
         return tasks + self._extra

@@ -145,6 +145,12 @@ class Settings:
         "Comma-separated header names (case-insensitive) a dead letter's error text is read "
         "from, first found wins; native dead letters carry none of their own.",
     )
+    dead_letter_queues: tuple[str, ...] = _setting(
+        (),
+        "Comma-separated dead-letter queues eventscope takes over: it consumes each as its only "
+        "consumer, stores every dead letter (acked after the commit) and holds it until it is "
+        "replayed or discarded. `--demo` adds the demo's `demo.dead-letters`.",
+    )
     replay_targets: tuple[str, ...] = _setting(
         (),
         "Comma-separated targets a replay may go to: `exchange:<glob>` and `queue:<glob>` "
@@ -375,6 +381,11 @@ def validate(settings: Settings) -> None:
             raise ValueError(
                 f"EVENTSCOPE_EXCLUDE_ROUTING_KEYS: {pattern!r} would exclude every event"
             )
+    for queue in settings.dead_letter_queues:
+        if not queue or len(queue.encode("utf-8", "surrogatepass")) > 255:
+            raise ValueError("EVENTSCOPE_DEAD_LETTER_QUEUES: a queue name has 1 to 255 bytes")
+        if queue == settings.tap_queue:
+            raise ValueError("EVENTSCOPE_DEAD_LETTER_QUEUES: the tap queue is eventscope's own")
     try:
         Allowlist(settings.replay_targets)
     except ValueError as exc:

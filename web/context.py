@@ -100,6 +100,17 @@ class WebContext:
             # started yet; 0: caught up).
             "search_behind_seconds": _seconds(self.runtime.indexer.behind),
             "types_behind_seconds": _seconds(self.runtime.catalog.behind),
+            # Owned dead-letter queues: whether eventscope consumes each (a second process
+            # waits: the queue is in exclusive use), what it took, its last error.
+            "dead_letter_queues": {
+                c.queue: {
+                    "consuming": c.status.broker_connected,
+                    "held": c.status.stored,
+                    "depth": c.status.tap_depth,
+                    "last_error": text(c.status.last_error),
+                }
+                for c in self.runtime.captures
+            },
         }
 
 

@@ -54,6 +54,7 @@ def failure_json(
         "deaths": failure.deaths,
         "received_at": iso(failure.received_at),
         "problems": list(failure.problems),
+        "held_in": shown("queue", failure.held_in, mask),
         "event_type": row.get("event_type"),
         "correlation_id": shown("correlation_id", row.get("correlation_id"), mask),
         "aggregate_type": row.get("aggregate_type"),

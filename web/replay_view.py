@@ -129,6 +129,7 @@ async def replay_context(
     replays = await store.replays.entries(20, event_id=event_id)
     dead = is_dead_letter(row)
     state = (await store.replays.states([event_id])).get(event_id) if dead else None
+    held = await store.dead_letters.held_copies([row]) if dead else {}
     replay_id = replay_id_of(row.get("headers"))
     came_from = await store.replays.entry(replay_id) if replay_id else None
     return {
@@ -136,6 +137,7 @@ async def replay_context(
         "dl_state": state_json(state, replays[0] if replays else None, settled) if dead else None,
         "replayed_from": entry_json(came_from, mask, settled) if came_from else None,
         "replay_id": replay_id,
+        "held_as": held.get(event_id),
     }
 
 

@@ -130,6 +130,9 @@ class Recorder:
         self._held = HeldBytes(
             settings.max_held_bytes, settings.prefetch, settings.max_body_bytes + HEADER_ALLOWANCE
         )
+        self._mark: Callable[[dict[str, Any]], None] | None = None  # a source's own row marks
+        self._exclusive = False  # consume as the queue's only consumer
+        self.queue = settings.tap_queue  # what this recorder consumes
         self._confirmed: list[int] = []  # batches whose ack the broker confirmed: to clear
         self._tidy_after = 0.0
         self._expired_at = time.monotonic()
@@ -169,6 +172,8 @@ class Recorder:
         except Exception:  # envelope is defensive; this is the last line, never lose ingest
             log.exception("could not describe delivery %s; storing it raw", deliver.delivery_tag)
             row = _raw_row(deliver, content, body, self._max_body)
+        if self._mark is not None:
+            self._mark(row)
         if row.get("problem"):
             self.status.undecodable += 1
             self.status.note_error(f"message on {row['routing_key']!r}: {row['problem']}")
@@ -446,7 +451,11 @@ class Recorder:
             # Named before the call: deliveries can reach _on_message before it returns.
             tag = session.consumer_tag = f"eventscope-{session.holder:016x}-{session.consumers}"
             await session.channel.basic_consume(
-                session.queue, self._on_message, no_ack=False, consumer_tag=tag
+                session.queue,
+                self._on_message,
+                no_ack=False,
+                consumer_tag=tag,
+                exclusive=self._exclusive,
             )
         self.status.paused = False
 
@@ -495,20 +504,11 @@ class Recorder:
         steering: asyncio.Task[None] | None = None
         try:
             channel = await connection.channel(publisher_confirms=False)
-            queue, mismatch = await declare_tap_queue(
-                channel,
-                TapSpec(settings.tap_queue, settings.tap_queue_max_length, settings.tap_queue_type),
-            )
-            self.status.tap_queue_args_mismatch = mismatch
-            self.status.exchanges = await bind_everything(
-                connection, channel, queue, settings.exchanges
-            )
+            await self._source(connection, channel)
             holder = new_batch_key()
             await self._declare_holder(channel, holder)
             raw = await channel.get_underlay_channel()
-            session = _Session(
-                channel=raw, connection=connection, holder=holder, queue=settings.tap_queue
-            )
+            session = _Session(channel=raw, connection=connection, holder=holder, queue=self.queue)
             session.qos = max(1, self._held.window())
             await raw.basic_qos(prefetch_count=session.qos)
             self._session = session
@@ -516,7 +516,7 @@ class Recorder:
             steering = asyncio.create_task(self._steer(session), name="eventscope-steering")
             self.status.broker_connected = True
             self.status.broker_error = None
-            log.info("recording %s into %s", ", ".join(settings.exchanges), settings.tap_queue)
+            self._started()
             await self._watch(connection, session, steering, stop)
         finally:
             self._drop_session()
@@ -526,6 +526,24 @@ class Recorder:
                     await steering
             with contextlib.suppress(Exception):
                 await connection.close()
+
+    async def _source(
+        self, connection: aio_pika.abc.AbstractConnection, channel: aio_pika.abc.AbstractChannel
+    ) -> None:
+        """The queue this recorder consumes: the tap queue, declared and bound to every
+        recorded exchange."""
+        settings = self.settings
+        queue, mismatch = await declare_tap_queue(
+            channel,
+            TapSpec(settings.tap_queue, settings.tap_queue_max_length, settings.tap_queue_type),
+        )
+        self.status.tap_queue_args_mismatch = mismatch
+        self.status.exchanges = await bind_everything(
+            connection, channel, queue, settings.exchanges
+        )
+
+    def _started(self) -> None:
+        log.info("recording %s into %s", ", ".join(self.settings.exchanges), self.queue)
 
     @staticmethod
     async def _declare_holder(channel: aio_pika.abc.AbstractChannel, holder: int) -> None:
@@ -571,11 +589,11 @@ class Recorder:
             stop_wait.cancel()
 
     async def _poll_depth(self, channel: aio_pika.abc.AbstractChannel, session: _Session) -> None:
-        declared = await channel.declare_queue(self.settings.tap_queue, passive=True)
+        declared = await channel.declare_queue(self.queue, passive=True)
         result = declared.declaration_result
         depth = int(result.message_count or 0)
         self.status.tap_depth = depth
-        if depth >= self.settings.tap_queue_max_length:
+        if self.queue == self.settings.tap_queue and depth >= self.settings.tap_queue_max_length:
             self.status.tap_bound_hit_at = time.time()
         if int(result.consumer_count or 0) == 0 and session.consumer_tag is not None:
             raise ConnectionError("the broker cancelled our consumer")

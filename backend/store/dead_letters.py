@@ -10,6 +10,7 @@ seed's `dlq.<key>` wrappers and only up to `MAX_WRAPPER_BODY`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -49,9 +50,17 @@ _COLUMNS = (
     events.c.aggregate_id,
     events.c.aggregate_version,
     events.c.headers,
+    events.c.captured_from,
+    events.c.message_id_key,
     _WRAPPER_BODY,
 )
-_DETAIL = (events.c.id, events.c.headers, _WRAPPER_BODY)
+_DETAIL = (
+    events.c.id,
+    events.c.headers,
+    events.c.captured_from,
+    events.c.message_id_key,
+    _WRAPPER_BODY,
+)
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,34 @@ class DeadLetterQueries:
         details = await self._details([int(r["id"]) for r in rows])
         return DeadLetterRows([{**r, **details.get(int(r["id"]), {})} for r in rows], more)
 
+    async def held_copies(self, rows: Sequence[Mapping[str, Any]]) -> dict[int, int]:
+        """For the tap's copies among `rows` (dead letters, with `exchange`, `routing_key`,
+        `headers`, `message_id_key`), the id of the copy eventscope took from an owned queue,
+        if it took one: same exchange, routing key and headers (x-death's time and count make
+        each death distinct). Looked up through the message id index."""
+        taps = [
+            r
+            for r in rows
+            if r.get("captured_from") is None
+            and r.get("dead_letter") is not None
+            and r.get("message_id_key") is not None
+        ]
+        if not taps:
+            return {}
+        keys = sorted({int(r["message_id_key"]) for r in taps})
+        owned: dict[tuple[Any, ...], int] = {}
+        async with self.store.engine.connect() as conn:
+            for start in range(0, len(keys), PAGE):
+                query = select(
+                    events.c.id, events.c.exchange, events.c.routing_key, events.c.headers
+                ).where(
+                    events.c.message_id_key.in_(keys[start : start + PAGE]),
+                    events.c.captured_from.is_not(None),
+                )
+                for row in as_dicts(await conn.execute(query)):
+                    owned.setdefault(_identity(row), int(row["id"]))
+        return {int(r["id"]): owned[_identity(r)] for r in taps if _identity(r) in owned}
+
     async def _details(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         out: dict[int, dict[str, Any]] = {}
         async with self.store.engine.connect() as conn:
@@ -102,3 +139,7 @@ class DeadLetterQueries:
                 for row in as_dicts(await conn.execute(query)):
                     out[int(row["id"])] = row
         return out
+
+
+def _identity(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (row.get("exchange"), row.get("routing_key"), row.get("headers"))

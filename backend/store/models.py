@@ -77,6 +77,7 @@ events = Table(
     Column("source_key", BigInteger),
     Column("trace_id", Text),  # W3C traceparent's trace id
     Column("trace_key", BigInteger),
+    Column("captured_from", Text),  # the owned dead-letter queue it was taken from, or null
     Index("ux_events_fingerprint", "fingerprint", "observation", unique=True),
     Index("ix_events_commit_order", "commit_seq", "id"),
     # Filter indexes end in the commit order every list pages by (paging.py).

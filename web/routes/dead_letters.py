@@ -52,14 +52,16 @@ class Read:
 
 async def _read(store: EventStore, settings: Settings, f: EventFilter, view: str) -> Read:
     found = await store.dead_letters.newest(f, MAX_SCAN)
-    states = await store.replays.states([int(r["id"]) for r in found.rows])
-    handled = [r for r in found.rows if int(r["id"]) in states]
-    unresolved = [r for r in found.rows if int(r["id"]) not in states]
+    held = await store.dead_letters.held_copies(found.rows)  # shown as the copy eventscope holds
+    kept = [r for r in found.rows if int(r["id"]) not in held]
+    states = await store.replays.states([int(r["id"]) for r in kept])
+    handled = [r for r in kept if int(r["id"]) in states]
+    unresolved = [r for r in kept if int(r["id"]) not in states]
     chosen, other = (handled, unresolved) if view == "handled" else (unresolved, handled)
-    rows = {int(r["id"]): r for r in chosen}
+    by_id = {int(r["id"]): r for r in chosen}
     failures, groups = await in_worker(failures_and_groups, chosen, settings.error_headers)
     others = sum(1 for r in other if role_of(r) == "dead_letter")
-    return Read(failures, groups, found.more, rows, states, others)
+    return Read(failures, groups, found.more, by_id, states, others)
 
 
 def _view(request: AnyRequest) -> str:
