@@ -47,6 +47,7 @@ from eventscope.web.routes.health import healthz
 from eventscope.web.routes.live import live_socket
 from eventscope.web.routes.login import login_page, login_submit, logout
 from eventscope.web.routes.pages import Pages
+from eventscope.web.routes.publish import PublishApi, PublishPages
 from eventscope.web.routes.replay_batches import ReplayBatchesApi, ReplayBatchPages, batch_socket
 from eventscope.web.routes.replays import ReplayPages, ReplaysApi
 from eventscope.web.routes.types import type_api, type_changes_api, types_api, types_page
@@ -169,6 +170,8 @@ def create_app(
             ReplayBatchesApi,
             ReplayBatchPages,
             batch_socket,
+            PublishPages,
+            PublishApi,
             export_events,
             healthz,
             live_socket,

@@ -42,9 +42,9 @@ class ReplayLedger:
     def __init__(self, store: EventStore) -> None:
         self.store = store
 
-    async def begin(self, entry: dict[str, Any], *, dead_letter: bool) -> None:
+    async def begin(self, entry: dict[str, Any], *, dead_letter: bool, claim: bool = True) -> None:
         """Write the ledger row (state publishing) and claim the message; InFlight when a
-        replay of it is already in flight."""
+        replay of it is already in flight. A new event (`claim=False`) claims nothing."""
         row = {
             **entry,
             "actor": db_text(entry["actor"], 200) or "?",
@@ -54,10 +54,11 @@ class ReplayLedger:
         }
         try:
             async with self.store.engine.begin() as conn:
-                await conn.execute(
-                    insert(replay_inflight),
-                    [{"event_id": row["event_id"], "replay_id": row["replay_id"]}],
-                )
+                if claim:
+                    await conn.execute(
+                        insert(replay_inflight),
+                        [{"event_id": row["event_id"], "replay_id": row["replay_id"]}],
+                    )
                 await conn.execute(insert(replays), [row])
                 if dead_letter:
                     await _set_state(conn, row["event_id"], REPLAYING, row["replay_id"], row)

@@ -49,6 +49,7 @@ CLEAN_PAGES = [
     "/aggregates/view?event={id}",
     "/dlq",
     "/replays",
+    "/publish",
     "/events/{id}/replay",
     "/login",
 ]

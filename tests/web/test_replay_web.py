@@ -362,3 +362,75 @@ async def test_a_filtered_timeline_offers_to_replay_what_it_matches(
     assert preview["targets"] == [
         {"target": "exchange events → order.created", "count": 1, "allowed": True}
     ]
+
+
+# -- publishing a new event --------------------------------------------------------------------
+
+
+async def test_the_operator_publishes_a_new_event_to_an_allowed_target(
+    client: Client, work_queue: aio_pika.abc.AbstractQueue
+) -> None:
+    request = {
+        "kind": "queue",
+        "name": QUEUE,
+        "body": {"id": "evt_new", "type": "OrderCreated"},
+        "message_id": "evt_new",
+        "headers": {"x-tenant": "acme"},
+        "reason": "backfill",
+    }
+    response = await client.post("/api/publish", json=request, headers=bearer(TOKEN))
+    assert response.status_code == 201, response.text
+    entry = response.json()
+    assert entry["state"] == "delivered" and entry["event_id"] == 0
+    (message,) = await take(work_queue)
+    assert json.loads(message.body) == {"id": "evt_new", "type": "OrderCreated"}
+    assert message.message_id == "evt_new" and message.content_type == "application/json"
+    headers = message.headers or {}
+    assert headers["x-tenant"] == "acme" and headers[REPLAY_ID_HEADER] == entry["replay_id"]
+    audit = (await client.get("/api/audit")).json()["items"]
+    assert [(a["action"], a["result"]) for a in audit[:2]] == [
+        ("publish", "delivered"),
+        ("publish", "requested"),
+    ]
+
+
+async def test_publishing_is_refused_where_it_may_not_go_and_to_viewers(client: Client) -> None:
+    elsewhere = {"kind": "exchange", "name": "payments", "routing_key": "x", "body": "{}"}
+    refused = await client.post("/api/publish", json=elsewhere, headers=bearer(TOKEN))
+    assert refused.status_code == 409 and "exchange:payments" in refused.text
+    bad = {"kind": "queue", "name": QUEUE, "headers": {"x": {"nested": 1}}}
+    assert (await client.post("/api/publish", json=bad, headers=bearer(TOKEN))).status_code == 422
+    viewer = await client.post(
+        "/api/publish", json={"kind": "queue", "name": QUEUE}, headers=bearer(VIEWER)
+    )
+    assert viewer.status_code == 403
+    assert (await client.get("/publish", headers={**bearer(VIEWER), **HTML})).status_code == 403
+    assert (await client.get("/api/replays")).json()["items"] == []
+
+
+async def test_the_publish_form_sends_and_shows_the_outcome(
+    client: Client, work_queue: aio_pika.abc.AbstractQueue
+) -> None:
+    page = await client.get("/publish", headers=HTML)
+    assert page.status_code == 200 and 'id="publish-form"' in page.text
+    token = await csrf_token(client)
+    result = await client.post(
+        "/publish",
+        data={
+            "kind": "queue",
+            "name": QUEUE,
+            "body": '{"hello": 1}',
+            "headers": "",
+            "content_type": "application/json",
+            "reason": "try it",
+        },
+        headers={"origin": ORIGIN, "x-csrf-token": token, "hx-request": "true"},
+    )
+    assert 'id="replay-outcome"' in result.text and ">delivered<" in result.text
+    assert len(await take(work_queue)) == 1
+    bad = await client.post(
+        "/publish",
+        data={"kind": "queue", "name": QUEUE, "headers": "{not json"},
+        headers={"origin": ORIGIN, "x-csrf-token": token, "hx-request": "true"},
+    )
+    assert 'id="replay-refused"' in bad.text and "JSON object" in bad.text
