@@ -85,11 +85,7 @@ async def publish_new(
     """Publish one new event; its ledger entry. ReplayRefused (nothing sent) when the target is
     not allowed or the message cannot be built."""
     if not replayer.allowlist.allows(event.target):
-        raise ReplayRefused(
-            f"{event.target.label} is not an allowed target: add {event.target.entry} to "
-            "EVENTSCOPE_REPLAY_TARGETS",
-            409,
-        )
+        raise ReplayRefused(event.target.not_allowed, 409)
     if len(event.body) > MAX_BODY:
         raise ReplayRefused(f"the body is larger than {MAX_BODY // (1024 * 1024)} MiB", 422)
     replay_id = uuid.uuid4().hex

@@ -100,10 +100,7 @@ class ReplayPlan:
         if self.target is None:
             return "no target: name one (exchange and routing key, or a queue)"
         if not self.allowed:
-            return (
-                f"{self.target.label} is not an allowed replay target: add "
-                f"{self.add_entry} to EVENTSCOPE_REPLAY_TARGETS"
-            )
+            return self.target.not_allowed
         return None
 
 
@@ -275,15 +272,7 @@ class Replayer:
             raise ReplayRefused(f"event {event_id} is not a dead letter", 409)
         if not await self.store.replays.discard(event_id, actor, reason):
             raise ReplayRefused(f"dead letter {event_id} is being replayed or was handled", 409)
-        await self.store.audit.record(
-            actor=actor,
-            role=role,
-            action="discard",
-            result="ok",
-            target=f"event {event_id}",
-            reason=reason,
-            client=client,
-        )
+        await self._audit_state("discard", event_id, actor, role, reason, client)
 
     async def restore(
         self,
@@ -296,10 +285,21 @@ class Replayer:
     ) -> None:
         if not await self.store.replays.restore(event_id):
             raise ReplayRefused(f"dead letter {event_id} is not discarded", 409)
+        await self._audit_state("restore", event_id, actor, role, reason, client)
+
+    async def _audit_state(
+        self,
+        action: str,
+        event_id: int,
+        actor: str,
+        role: str | None,
+        reason: str | None,
+        client: str | None,
+    ) -> None:
         await self.store.audit.record(
             actor=actor,
             role=role,
-            action="restore",
+            action=action,
             result="ok",
             target=f"event {event_id}",
             reason=reason,

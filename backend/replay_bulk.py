@@ -236,11 +236,7 @@ class BulkReplays:
         if not reason or not reason.strip():
             raise ReplayRefused("a bulk replay needs a reason", 422)
         if target is not None and not self.replayer.allowlist.allows(target):
-            raise ReplayRefused(
-                f"{target.label} is not an allowed replay target: add {target.entry} to "
-                "EVENTSCOPE_REPLAY_TARGETS",
-                409,
-            )
+            raise ReplayRefused(target.not_allowed, 409)
         until, _ = await self.store.events.position()
         batch_id = uuid.uuid4().hex
         await self.store.replay_batches.create(

@@ -59,6 +59,14 @@ class Target:
             return f"queue {self.name}"
         return f"exchange {self.name or '(default)'} → {self.routing_key}"
 
+    @property
+    def not_allowed(self) -> str:
+        """What a refusal says: the target and the allowlist entry that would admit it."""
+        return (
+            f"{self.label} is not an allowed replay target: add {self.entry} to "
+            "EVENTSCOPE_REPLAY_TARGETS"
+        )
+
     def as_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "routing_key": self.routing_key}
 

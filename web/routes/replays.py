@@ -229,38 +229,22 @@ class ReplaysApi(Controller):
         return entry_json(entry, None, _settled(web))
 
     @post(
-        "/dlq/{event_id:int}/discard",
+        ["/dlq/{event_id:int}/discard", "/dlq/{event_id:int}/restore"],
         guards=[operator_action],
         status_code=200,
-        summary="Discard a dead letter (archived, restorable)",
+        summary="Discard a dead letter (archived, restorable), or restore a discarded one",
     )
-    async def discard(
+    async def discard_or_restore(
         self,
         request: AnyRequest,
         web: NamedDependency[WebContext],
         principal: NamedDependency[Principal],
         event_id: FromPath[int],
     ) -> dict[str, Any]:
+        action = "discard" if request.url.path.endswith("/discard") else "restore"
         edits = await _json_edits(request)
-        await _act(web, request, principal, event_id, "discard", edits.reason)
-        return {"id": event_id, "state": "discarded"}
-
-    @post(
-        "/dlq/{event_id:int}/restore",
-        guards=[operator_action],
-        status_code=200,
-        summary="Restore a discarded dead letter (unresolved again)",
-    )
-    async def restore(
-        self,
-        request: AnyRequest,
-        web: NamedDependency[WebContext],
-        principal: NamedDependency[Principal],
-        event_id: FromPath[int],
-    ) -> dict[str, Any]:
-        edits = await _json_edits(request)
-        await _act(web, request, principal, event_id, "restore", edits.reason)
-        return {"id": event_id, "state": "unresolved"}
+        await _act(web, request, principal, event_id, action, edits.reason)
+        return {"id": event_id, "state": "discarded" if action == "discard" else "unresolved"}
 
     @get(
         "/replays",
