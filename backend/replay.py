@@ -41,7 +41,7 @@ from eventscope.backend.replay_targets import (
 )
 from eventscope.backend.store.models import events
 from eventscope.backend.store.paging import Cursor
-from eventscope.backend.store.replays import DELIVERED, DISCARDED, UNKNOWN, InFlight
+from eventscope.backend.store.replays import DELIVERED, UNKNOWN, Discarded, InFlight
 from eventscope.backend.trace import role_of
 from eventscope.backend.waiting import sleep_unless_stopped
 
@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 ORIGINAL_ID_HEADER = "x-eventscope-original-id"
 REPLAY_COUNT_HEADER = "x-eventscope-replay-count"
 OWN_HEADERS = (REPLAY_ID_HEADER, ORIGINAL_ID_HEADER, REPLAY_COUNT_HEADER)
-STALE_AFTER = dt.timedelta(seconds=60)  # a replay publishing this long: its process stopped
+STALE_AFTER = dt.timedelta(minutes=5)  # a replay publishing this long: its process stopped
 RECONCILE_EVERY = 30.0
 OBSERVED_WINDOW = dt.timedelta(minutes=10)  # where the tap's copy of a replay is looked for
 MAX_HEADER_VALUE = 4096
@@ -118,6 +118,7 @@ class Replayer:
         self.allowlist = allowlist_of(settings)
         self.publisher = publisher or ReplayPublisher(settings.amqp_url)
         self._outcome_cursor: Cursor | None = None
+        self.in_flight: set[str] = set()  # replay ids this process is publishing: not stale
 
     async def _row(self, event_id: int) -> dict[str, Any] | None:
         return await self.store.events.get(event_id)
@@ -155,9 +156,6 @@ class Replayer:
         if plan is None:
             raise ReplayRefused(f"no event {event_id}", 404)
         if plan.dead_letter:
-            state = (await self.store.replays.states([event_id])).get(event_id)
-            if state is not None and state["state"] == DISCARDED:
-                raise ReplayRefused(f"dead letter {event_id} is discarded: restore it first", 409)
             row = await self._row(event_id)
             held = await self.store.dead_letters.held_copies([row] if row else [])
             if event_id in held:
@@ -193,11 +191,21 @@ class Replayer:
             await self.store.replays.begin(entry, dead_letter=plan.dead_letter)
         except InFlight as exc:
             raise ReplayRefused(str(exc), 409) from None
-        await self._audit(actor, role, client, reason, event_id, plan, "requested", None, replay_id)
-        outcome = await self.publisher.publish(
-            replay_id, plan.target.publish_exchange, plan.target.routing_key, plan.body, raw
-        )
-        return await self._finish(replay_id, outcome, actor, role, client, reason, plan)
+        except Discarded:
+            raise ReplayRefused(
+                f"dead letter {event_id} is discarded: restore it first", 409
+            ) from None
+        self.in_flight.add(replay_id)
+        try:
+            await self._audit(
+                actor, role, client, reason, event_id, plan, "requested", None, replay_id
+            )
+            outcome = await self.publisher.publish(
+                replay_id, plan.target.publish_exchange, plan.target.routing_key, plan.body, raw
+            )
+            return await self._finish(replay_id, outcome, actor, role, client, reason, plan)
+        finally:
+            self.in_flight.discard(replay_id)
 
     async def _finish(
         self,
@@ -309,7 +317,11 @@ class Replayer:
     async def reconcile_once(self, now: dt.datetime | None = None) -> int:
         """End the replays a stopped process left publishing; returns how many."""
         now = now or dt.datetime.now(dt.UTC)
-        stuck = await self.store.replays.publishing_since(now - STALE_AFTER)
+        stuck = [
+            e
+            for e in await self.store.replays.publishing_since(now - STALE_AFTER)
+            if e["replay_id"] not in self.in_flight  # still ours: its outcome is coming
+        ]
         for entry in stuck:
             seen = await self._observed(entry)
             if seen is not None:
@@ -381,7 +393,7 @@ class Replayer:
                 self._outcome_cursor, _aware(oldest) - dt.timedelta(seconds=5), OUTCOME_PAGE
             )
             for row in rows:
-                replay_id = replay_id_of(row["headers"])
+                replay_id = replay_id_of(row["headers"]) if is_dead_letter(row) else None
                 if replay_id and await self.store.replays.mark_failed_again(
                     replay_id, int(row["id"])
                 ):

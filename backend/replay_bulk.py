@@ -40,6 +40,7 @@ from eventscope.backend.replay import (
 )
 from eventscope.backend.replay_publisher import Outcome, Send
 from eventscope.backend.replay_targets import Target
+from eventscope.backend.store.dead_letters import WRAPPER_BODY
 from eventscope.backend.store.engine import as_dicts
 from eventscope.backend.store.models import events, replays
 from eventscope.backend.store.paging import Cursor
@@ -123,6 +124,7 @@ class BulkReplays:
         self.replayer = replayer
         self.settings = settings
         self.rate = settings.replay_rate
+        self.owner = uuid.uuid4().hex  # this worker, in the batches' leases
         self._wake = asyncio.Event()
 
     # -- the selection ---------------------------------------------------------------------
@@ -165,6 +167,7 @@ class BulkReplays:
             events.c.body_size,
             events.c.captured_from,
             events.c.message_id_key,
+            WRAPPER_BODY,  # a dlq.<key> wrapper's error is part of its group, as on /dlq
         ).where(events.c.id.in_(ids))
         async with self.store.engine.connect() as conn:
             rows = [dict(r._mapping) for r in await conn.execute(query)]
@@ -291,14 +294,19 @@ class BulkReplays:
 
     # -- the worker --------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """The runtime task: carry every active batch forward, oldest first."""
+    async def run(self, stop: asyncio.Event, only: str | None = None) -> None:
+        """The runtime task: carry every active batch forward, oldest first (`only`: that one,
+        as `eventscope replay` does). A batch is carried by one process at a time (a lease
+        renewed every chunk); in read-only mode nothing is published."""
         while not stop.is_set():
             try:
                 for batch in await self.store.replay_batches.active():
-                    if stop.is_set():
+                    if stop.is_set() or self.settings.read_only:
                         break
-                    await self._carry(batch, stop)
+                    if only is not None and batch["batch_id"] != only:
+                        continue
+                    if await self.store.replay_batches.lease(batch["batch_id"], self.owner):
+                        await self._carry(batch, stop)
             except Exception:
                 log.exception("bulk replay failed; retrying")
             if not self._wake.is_set():
@@ -346,7 +354,7 @@ class BulkReplays:
             else None
         )
         seq = int(batch["done"])
-        rate = float(batch["rate"] or 0) or self.rate
+        rate = float(batch["rate"]) if batch["rate"] is not None else self.rate
         size = CHUNK if rate <= 0 else max(1, min(CHUNK, int(rate)))  # bursts of ≤ 1 s
         started = time.monotonic()
         sent = 0
@@ -367,8 +375,13 @@ class BulkReplays:
                     previous = None
                     await self._end(current, FINISHED)
                     return
-                chunk = await self._prepare(batch, ids, target)
-                previous = asyncio.create_task(self._send(batch_id, chunk, previous))
+                chunk = await self._prepare(batch, ids, target)  # while `previous` is sent
+                sending = asyncio.create_task(self._send(batch_id, chunk, previous))
+                await _settled(previous)  # at most two chunks claimed and not yet sent
+                previous = sending
+                if not await self.store.replay_batches.lease(batch_id, self.owner):
+                    log.warning("bulk replay %s: taken over by another process", batch_id)
+                    return
                 seq += len(ids)
                 sent += len(chunk.sends) + chunk.refused
                 if rate > 0:  # throttle: no faster than `rate` messages per second on average
@@ -388,7 +401,7 @@ class BulkReplays:
         counts = await self._earlier_counts([int(r["id"]) for r in rows])
         entries: list[dict[str, Any]] = []
         sends: list[Send] = []
-        refused: list[tuple[dict[str, Any], str]] = []
+        refused: list[tuple[dict[str, Any], str, Target | None]] = []
         skipped = len(ids) - len(rows)  # replayed before a restart, or no longer stored
         for row in rows:
             event_id = int(row["id"])
@@ -400,12 +413,17 @@ class BulkReplays:
                     row, self.replayer.allowlist, counts.get(event_id, 0), target=target
                 )
             except ReplayRefused as exc:
-                refused.append((row, str(exc)))
+                refused.append((row, str(exc), target))
                 continue
             if not plan.ready or plan.target is None or plan.body is None:
-                refused.append((row, plan.why_not or "cannot replay"))
+                refused.append((row, plan.why_not or "cannot replay", plan.target))
                 continue
             replay_id = uuid.uuid4().hex
+            try:
+                properties = replay_properties(plan, replay_id)
+            except ValueError as exc:  # stored property bytes that cannot be sent again
+                refused.append((row, f"the properties cannot be sent: {exc}", plan.target))
+                continue
             entries.append(
                 {
                     "replay_id": replay_id,
@@ -429,13 +447,14 @@ class BulkReplays:
                     plan.target.publish_exchange,
                     plan.target.routing_key,
                     plan.body,
-                    replay_properties(plan, replay_id),
+                    properties,
                 )
             )
         await self.store.replays.refused(
-            [_refused_entry(row, why, batch, is_dead_letter(row)) for row, why in refused]
+            [_refused_entry(row, why, batch, where) for row, why, where in refused]
         )
         claimed = await self.store.replays.begin_many(entries)
+        self.replayer.in_flight.update(claimed)  # not stale while this process sends them
         skipped += len(entries) - len(claimed)
         return Chunk(len(ids), [s for s in sends if s[0] in claimed], len(refused), skipped)
 
@@ -443,26 +462,38 @@ class BulkReplays:
         """Publish one chunk (one window of outstanding confirms), then — after the previous
         chunk's — write its outcomes and the batch's progress in one transaction."""
         outcomes: list[Outcome] = []
-        for start in range(0, len(chunk.sends), WINDOW):
-            outcomes += await self.replayer.publisher.publish_many(
-                chunk.sends[start : start + WINDOW]
-            )
-        await _settled(previous)
+        try:
+            for start in range(0, len(chunk.sends), WINDOW):
+                outcomes += await self.replayer.publisher.publish_many(
+                    chunk.sends[start : start + WINDOW]
+                )
+        except Exception as exc:  # not sent, or not known: reconcile has the ledger rows
+            log.exception("bulk replay %s: a chunk could not be published", batch_id)
+            unknown = Outcome("unknown", f"the publish stopped ({type(exc).__name__}): it may "
+                              "have arrived")  # fmt: skip
+            outcomes += [unknown] * (len(chunk.sends) - len(outcomes))
+        try:
+            await _settled(previous)  # outcomes are written in chunk order
+        except Exception:
+            log.exception("bulk replay %s: the chunk before failed", batch_id)
         delivered = sum(o.state == "delivered" for o in outcomes)
         failed = len(outcomes) - delivered + chunk.refused
-        await self.store.replays.finish_many(
-            [(s[0], o.state, o.result) for s, o in zip(chunk.sends, outcomes, strict=True)],
-            self.store.replay_batches.progress(
-                batch_id, chunk.size, delivered, failed, chunk.skipped
-            ),
-        )
+        try:
+            await self.store.replays.finish_many(
+                [(s[0], o.state, o.result) for s, o in zip(chunk.sends, outcomes, strict=True)],
+                self.store.replay_batches.progress(
+                    batch_id, chunk.size, delivered, failed, chunk.skipped
+                ),
+            )
+        finally:
+            self.replayer.in_flight.difference_update(s[0] for s in chunk.sends)
 
     async def _earlier_counts(self, ids: list[int]) -> dict[int, int]:
         if not ids:
             return {}
         query = (
             select(replays.c.event_id, func.count())
-            .where(replays.c.event_id.in_(ids))
+            .where(replays.c.event_id.in_(ids), replays.c.replay_count > 0)
             .group_by(replays.c.event_id)
         )
         async with self.store.engine.connect() as conn:
@@ -519,16 +550,17 @@ def _chosen(row: Mapping[str, Any], selection: Selection, settings: Settings) ->
 
 
 def _refused_entry(
-    row: Mapping[str, Any], why: str, batch: Mapping[str, Any], dead: bool
+    row: Mapping[str, Any], why: str, batch: Mapping[str, Any], target: Target | None
 ) -> dict[str, Any]:
+    """A ledger row for a message the batch did not publish (replay count 0: not a replay)."""
     return {
         "replay_id": uuid.uuid4().hex,
         "event_id": int(row["id"]),
         "original_id": str(row.get("event_id") or row.get("message_id") or row["id"])[:1024],
-        "dead_letter": dead,
-        "target_kind": batch.get("target_kind") or "exchange",
-        "target_name": batch.get("target_name") or "",
-        "routing_key": batch.get("routing_key") or "",
+        "dead_letter": is_dead_letter(row),
+        "target_kind": target.kind if target else "exchange",
+        "target_name": target.name if target else "",
+        "routing_key": target.routing_key if target else "",
         "edited": False,
         "replay_count": 0,
         "actor": batch["actor"],

@@ -148,6 +148,9 @@ class ReplayPublisher:
             code = getattr(frame, "reply_code", "")
             text = getattr(frame, "reply_text", "returned")
             return Outcome("failed", _unroutable(f"{code} {text}".strip(), exchange, routing_key))
+        except aiormq.exceptions.ChannelInvalidStateError as exc:  # closed before it was sent
+            self._channel = None
+            return Outcome("failed", f"not sent: the channel was closed ({_describe(exc)})")
         except aiormq.exceptions.ChannelClosed as exc:
             self._channel = None
             if alone:

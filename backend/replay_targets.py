@@ -51,6 +51,8 @@ class Target:
     @property
     def entry(self) -> str:
         """The allowlist entry that names exactly this target."""
+        if self.kind == "exchange" and self.name == "":
+            return f"queue:{self.routing_key}"  # the default exchange delivers to that queue
         return f"{self.kind}:{self.name}"
 
     @property
@@ -113,6 +115,9 @@ class Allowlist:
                 raise ValueError(f"replay target {entry!r}: write exchange:<glob> or queue:<glob>")
 
     def allows(self, target: Target) -> bool:
+        """The default exchange routes to the queue named by the key: it is that queue."""
+        if target.kind == "exchange" and target.name == "":
+            target = Target.queue(target.routing_key)
         return any(
             entry.startswith(f"{target.kind}:") and _glob(entry.partition(":")[2], target.name)
             for entry in self.entries

@@ -30,6 +30,7 @@ LONG_GAP_MIN = dt.timedelta(seconds=1)  # never call a gap shorter than this lon
 LONG_GAP_FACTOR = 5  # ... nor one under five times the page's median gap
 MAX_LANES = 12  # services with a lane of their own; the others share one
 MAX_DEATH_HEADERS = 256 * 1024  # headers text parsed to read x-death (a frame holds less)
+REPLAY_ID_MARK = '"x-eventscope-replay-id"'  # the header's name as the stored JSON holds it
 _DEAD_LETTER_EXCHANGE = re.compile(r"(^|[^a-z])(dlx|dlq|dead)", re.IGNORECASE)
 _UTC = dt.UTC
 
@@ -60,18 +61,32 @@ def _first_death_exchange(headers_json: str | None) -> str | None:
     return first.exchange if first is not None and first.source == "headers" else None
 
 
+def _replayed_on_a_working_exchange(row: Mapping[str, Any], headers: Any) -> bool:
+    return (
+        isinstance(headers, str)
+        and REPLAY_ID_MARK in headers
+        and row.get("captured_from") is None
+        and not _DEAD_LETTER_EXCHANGE.search(str(row.get("exchange") or ""))
+        and not str(row.get("routing_key") or "").startswith("dlq.")
+    )
+
+
 def role_of(row: Mapping[str, Any]) -> Role:
     """An ordinary event, a dead letter, or a retry copy.
 
     A retry copy carries `x-death` whose newest entry is `expired` and is back on a working
     exchange: the exchange it first died from, or any exchange not named like a dead-letter
-    one (`dlx`, `dlq`, `dead`) under a routing key that is not `dlq.<key>`."""
+    one (`dlx`, `dlq`, `dead`) under a routing key that is not `dlq.<key>`. A replay of a dead
+    letter by eventscope (it carries `x-eventscope-replay-id`) seen on such a working
+    exchange is an event again: it keeps its `x-death` byte for byte, but did not fail."""
     kind = row.get("dead_letter")
     if kind is None:
         return "event"
     if kind != "x-death":
         return "dead_letter"
     headers = row.get("death_headers", row.get("headers"))
+    if _replayed_on_a_working_exchange(row, headers):
+        return "event"
     entries = deaths(headers)
     if not entries or entries[0].reason != "expired":
         return "dead_letter"

@@ -43,6 +43,8 @@ def actor() -> str:
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace, filter_pairs: list[Any]) -> None:
+    if settings.read_only:
+        raise SystemExit("eventscope: read-only (EVENTSCOPE_READ_ONLY): nothing is replayed")
     from eventscope.backend.filters import FilterError, multi, parse_filter
     from eventscope.backend.replay_bulk import Selection
     from eventscope.backend.replay_targets import target_from_json
@@ -114,7 +116,7 @@ def _confirmed(count: int) -> bool:
 async def _follow(store: Any, bulk: Any, batch_id: str) -> int:
     """Run the worker until the batch ends, drawing its progress; Ctrl-C cancels it."""
     stop = asyncio.Event()
-    worker = asyncio.create_task(bulk.run(stop))
+    worker = asyncio.create_task(bulk.run(stop, only=batch_id))
     tty = sys.stderr.isatty()
     batch: dict[str, Any] = {}
     try:

@@ -52,10 +52,13 @@ def plan_json(plan: ReplayPlan, mask: Redactor | None) -> dict[str, Any]:
 
 
 def body_preview(plan: ReplayPlan) -> str | None:
-    """The body a replay sends, as text for the edit box; None when it is not UTF-8."""
+    """The body a replay sends, as text for the edit box; None when it is not UTF-8 or too
+    large to edit here (the box must hold all of it: what it holds is what is sent)."""
     body = plan.body or b""
+    if len(body) > MAX_PREVIEW_BODY:
+        return None
     try:
-        return body[:MAX_PREVIEW_BODY].decode("utf-8")
+        return body.decode("utf-8")
     except UnicodeDecodeError:
         return None
 

@@ -32,6 +32,8 @@ from eventscope.backend.store.eventstore import EventStore
 
 log = logging.getLogger(__name__)
 
+MAX_HELD_BODY = 128 * 1024 * 1024  # RabbitMQ's default max_message_size
+
 
 class MissingQueue(ConnectionError):
     """The owned queue does not exist (yet): reported, then retried with backoff."""
@@ -65,6 +67,9 @@ class DeadLetterCapture(Recorder):
         self.queue = queue
         self._exclusive = True
         self._excluded = None  # a dead letter is never left out
+        # Acked once stored, a dead letter exists nowhere else: keep its whole body (the
+        # broker's own limit, 128 MiB by default), not EVENTSCOPE_MAX_BODY_BYTES' cut.
+        self._max_body = max(settings.max_body_bytes, MAX_HELD_BODY)
         self._mark = self._owned
 
     def _owned(self, row: dict[str, Any]) -> None:

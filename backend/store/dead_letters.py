@@ -5,7 +5,7 @@ Dead letters are a small share of a bus, so the page reads the newest `scan` of 
 filter selects (the search's filter language, as SQL through the dead-letter index in one
 statement; header and field filters through the search's bounded scan) and says when there
 were more; headers are read for every one (x-death, error headers), bodies only for the
-seed's `dlq.<key>` wrappers and only up to `MAX_WRAPPER_BODY`.
+seed's `dlq.<key>` wrappers and only up to `MAXWRAPPER_BODY`.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ if TYPE_CHECKING:
 MAX_SCAN = 2000  # grouped per page load; past that the page says so (see docs/performance.md)
 PAGE = 500
 MAX_SCANS = 20  # header and field filters: bounded scans per page load
-MAX_WRAPPER_BODY = 64 * 1024  # a dlq.<key> wrapper read for its error and retries
+MAXWRAPPER_BODY = 64 * 1024  # a dlq.<key> wrapper read for its error and retries
 
-_WRAPPER_BODY = case(
+WRAPPER_BODY = case(
     (
-        (events.c.dead_letter == "dlq-key") & (events.c.body_size <= MAX_WRAPPER_BODY),
+        (events.c.dead_letter == "dlq-key") & (events.c.body_size <= MAXWRAPPER_BODY),
         events.c.body,
     ),
     else_=null(),
@@ -52,14 +52,14 @@ _COLUMNS = (
     events.c.headers,
     events.c.captured_from,
     events.c.message_id_key,
-    _WRAPPER_BODY,
+    WRAPPER_BODY,
 )
 _DETAIL = (
     events.c.id,
     events.c.headers,
     events.c.captured_from,
     events.c.message_id_key,
-    _WRAPPER_BODY,
+    WRAPPER_BODY,
 )
 
 

@@ -376,6 +376,7 @@ replays = Table(
     Index("ix_replays_event", "event_id", "id"),
     Index("ix_replays_state", "state", "requested_at"),
     Index("ix_replays_batch", "batch_id", "event_id"),
+    Index("ix_replays_batch_order", "batch_id", "id"),
     sqlite_autoincrement=True,
 )
 
@@ -395,10 +396,12 @@ dead_letter_states = Table(
     metadata,
     Column("event_id", BigInteger, primary_key=True, autoincrement=False),
     Column("state", String(16), nullable=False),
+    Column("prior", String(16)),  # what it returns to if the replay in flight fails
     Column("replay_id", String(40)),
     Column("actor", Text),
     Column("reason", Text),
     Column("changed_at", DateTime(timezone=True), nullable=False),
+    Index("ix_dead_letter_states_replay", "replay_id"),
 )
 
 # Bulk replays (backend/replay_bulk.py): one row per operator action over many messages, with
@@ -432,6 +435,8 @@ replay_batches = Table(
     Column("skipped", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
+    Column("owner", String(40)),  # the worker carrying it (a lease: backend/store/replay_batches)
+    Column("leased_at", DateTime(timezone=True)),
     Index("ix_replay_batches_state", "state", "id"),
     sqlite_autoincrement=True,
 )

@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from eventscope.backend.envelope import db_text
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 COLLECTING, RUNNING, CANCELLING = "collecting", "running", "cancelling"
 FINISHED, CANCELLED, FAILED = "finished", "cancelled", "failed"
 ACTIVE = (COLLECTING, RUNNING, CANCELLING)
+LEASE = dt.timedelta(seconds=60)  # a batch whose worker was silent this long may be taken
 
 
 def _now() -> dt.datetime:
@@ -71,6 +72,25 @@ class ReplayBatches:
                 .where(replay_batches.c.batch_id == batch_id)
                 .values(total=start + len(event_ids))
             )
+
+    async def lease(self, batch_id: str, owner: str) -> bool:
+        """Take or renew the batch for `owner`: free, already `owner`'s, or its holder silent
+        for LEASE (it stopped). Two processes never carry one batch at once."""
+        now = _now()
+        async with self.store.engine.begin() as conn:
+            taken = await conn.execute(
+                update(replay_batches)
+                .where(
+                    replay_batches.c.batch_id == batch_id,
+                    or_(
+                        replay_batches.c.owner.is_(None),
+                        replay_batches.c.owner == owner,
+                        replay_batches.c.leased_at < now - LEASE,
+                    ),
+                )
+                .values(owner=owner, leased_at=now)
+            )
+            return bool(taken.rowcount)
 
     async def clear_items(self, batch_id: str) -> None:
         async with self.store.engine.begin() as conn:

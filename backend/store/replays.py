@@ -34,6 +34,10 @@ class InFlight(Exception):
     """A replay of this message is already in flight."""
 
 
+class Discarded(Exception):
+    """The dead letter is discarded: restore it before replaying it."""
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -44,7 +48,8 @@ class ReplayLedger:
 
     async def begin(self, entry: dict[str, Any], *, dead_letter: bool, claim: bool = True) -> None:
         """Write the ledger row (state publishing) and claim the message; InFlight when a
-        replay of it is already in flight. A new event (`claim=False`) claims nothing."""
+        replay of it is already in flight, Discarded when the dead letter is discarded (both
+        checked in this transaction). A new event (`claim=False`) claims nothing."""
         row = {
             **entry,
             "actor": db_text(entry["actor"], 200) or "?",
@@ -54,6 +59,11 @@ class ReplayLedger:
         }
         try:
             async with self.store.engine.begin() as conn:
+                if dead_letter:
+                    current = await _current_states(conn, [row["event_id"]])
+                    prior = current.get(row["event_id"])
+                    if prior == DISCARDED:
+                        raise Discarded(f"dead letter {row['event_id']} is discarded")
                 if claim:
                     await conn.execute(
                         insert(replay_inflight),
@@ -61,81 +71,94 @@ class ReplayLedger:
                     )
                 await conn.execute(insert(replays), [row])
                 if dead_letter:
-                    await _set_state(conn, row["event_id"], REPLAYING, row["replay_id"], row)
+                    await _set_state(
+                        conn, row["event_id"], REPLAYING, row["replay_id"], row, prior=prior
+                    )
         except IntegrityError:
             raise InFlight(f"a replay of event {row['event_id']} is in flight") from None
 
     async def begin_many(self, entries: list[dict[str, Any]]) -> set[str]:
         """`begin` for a chunk of a bulk replay, in one transaction; returns the replay ids
-        claimed (a message with a replay in flight is left out)."""
+        claimed (a message with a replay in flight, or discarded meanwhile, is left out).
+        Should a single replay claim one between the check and the insert, the chunk is
+        claimed one message at a time instead."""
         if not entries:
             return set()
-        ids = [int(e["event_id"]) for e in entries]
-        async with self.store.engine.begin() as conn:
-            busy = {
-                int(r[0])
-                for r in await conn.execute(
-                    select(replay_inflight.c.event_id).where(replay_inflight.c.event_id.in_(ids))
-                )
+        now = _now()
+        rows = [
+            {
+                **e,
+                "actor": db_text(e["actor"], 200) or "?",
+                "reason": db_text(e.get("reason"), 2000),
+                "state": PUBLISHING,
+                "requested_at": now,
             }
-            now = _now()
-            rows = [
-                {
-                    **e,
-                    "actor": db_text(e["actor"], 200) or "?",
-                    "reason": db_text(e.get("reason"), 2000),
-                    "state": PUBLISHING,
-                    "requested_at": now,
+            for e in entries
+        ]
+        try:
+            async with self.store.engine.begin() as conn:
+                ids = [int(r["event_id"]) for r in rows]
+                busy = {
+                    int(r[0])
+                    for r in await conn.execute(
+                        select(replay_inflight.c.event_id).where(
+                            replay_inflight.c.event_id.in_(ids)
+                        )
+                    )
                 }
-                for e in entries
-                if int(e["event_id"]) not in busy
-            ]
-            if not rows:
-                return set()
-            try:
-                async with conn.begin_nested():
+                current = await _current_states(conn, ids)
+                rows = [
+                    r
+                    for r in rows
+                    if int(r["event_id"]) not in busy
+                    and not (r["dead_letter"] and current.get(int(r["event_id"])) == DISCARDED)
+                ]
+                if not rows:
+                    return set()
+                await conn.execute(
+                    insert(replay_inflight),
+                    [{"event_id": r["event_id"], "replay_id": r["replay_id"]} for r in rows],
+                )
+                await conn.execute(insert(replays), rows)
+                dead = [r for r in rows if r["dead_letter"]]
+                if dead:
                     await conn.execute(
-                        insert(replay_inflight),
-                        [{"event_id": r["event_id"], "replay_id": r["replay_id"]} for r in rows],
+                        delete(dead_letter_states).where(
+                            dead_letter_states.c.event_id.in_([r["event_id"] for r in dead])
+                        )
                     )
-            except IntegrityError:  # a single replay claimed one meanwhile: one by one
-                claimed = []
-                for r in rows:
-                    try:
-                        async with conn.begin_nested():
-                            await conn.execute(
-                                insert(replay_inflight),
-                                [{"event_id": r["event_id"], "replay_id": r["replay_id"]}],
-                            )
-                        claimed.append(r)
-                    except IntegrityError:
-                        continue
-                rows = claimed
-            if not rows:
-                return set()
-            await conn.execute(insert(replays), rows)
-            dead = [r for r in rows if r["dead_letter"]]
-            if dead:
-                await conn.execute(
-                    delete(dead_letter_states).where(
-                        dead_letter_states.c.event_id.in_([r["event_id"] for r in dead])
-                    )
-                )
-                await conn.execute(
-                    insert(dead_letter_states),
-                    [
-                        {
-                            "event_id": r["event_id"],
-                            "state": REPLAYING,
-                            "replay_id": r["replay_id"],
-                            "actor": r["actor"],
-                            "reason": r["reason"],
-                            "changed_at": now,
-                        }
-                        for r in dead
-                    ],
-                )
-            return {r["replay_id"] for r in rows}
+                    await conn.execute(
+                        insert(dead_letter_states),
+                        [_state_row(r["event_id"], REPLAYING, r["replay_id"], r,
+                                    _prior(current.get(int(r["event_id"])))) for r in dead],
+                    )  # fmt: skip
+                return {r["replay_id"] for r in rows}
+        except IntegrityError:  # claimed meanwhile by a single replay: one at a time
+            claimed: set[str] = set()
+            for r in rows:
+                try:
+                    await self.begin(r, dead_letter=bool(r["dead_letter"]))
+                    claimed.add(r["replay_id"])
+                except (InFlight, Discarded):
+                    continue
+            return claimed
+
+    async def finish(self, replay_id: str, state: str, result: str | None) -> dict[str, Any] | None:
+        """Record the outcome; only a replay still publishing moves (a reconcile and a late
+        confirmation never both win). Returns the ledger row, or None if it had moved."""
+        async with self.store.engine.begin() as conn:
+            moved = await conn.execute(
+                update(replays)
+                .where(replays.c.replay_id == replay_id, replays.c.state == PUBLISHING)
+                .values(state=state, result=db_text(result, 2000), finished_at=_now())
+            )
+            if not moved.rowcount:
+                return None
+            entry = as_dicts(
+                await conn.execute(select(replays).where(replays.c.replay_id == replay_id))
+            )[0]
+            await _ended(conn, [replay_id], [replay_id] if state == DELIVERED else [])
+            return entry
 
     async def finish_many(
         self,
@@ -163,22 +186,8 @@ class ReplayLedger:
                     )
             if progress is not None:
                 await progress(conn)
-            all_ids = [o[0] for o in outcomes]
             delivered = [o[0] for o in outcomes if o[1] == DELIVERED]
-            other = [o[0] for o in outcomes if o[1] != DELIVERED]
-            await conn.execute(
-                delete(replay_inflight).where(replay_inflight.c.replay_id.in_(all_ids))
-            )
-            if delivered:
-                await conn.execute(
-                    update(dead_letter_states)
-                    .where(dead_letter_states.c.replay_id.in_(delivered))
-                    .values(state=REPLAYED, changed_at=now)
-                )
-            if other:
-                await conn.execute(
-                    delete(dead_letter_states).where(dead_letter_states.c.replay_id.in_(other))
-                )
+            await _ended(conn, [o[0] for o in outcomes], delivered)
 
     async def refused(self, entries: list[dict[str, Any]]) -> None:
         """Ledger rows for messages a bulk replay did not publish, saying why (state failed)."""
@@ -199,35 +208,6 @@ class ReplayLedger:
         ]
         async with self.store.engine.begin() as conn:
             await conn.execute(insert(replays), rows)
-
-    async def finish(self, replay_id: str, state: str, result: str | None) -> dict[str, Any] | None:
-        """Record the outcome; only a replay still publishing moves (a reconcile and a late
-        confirmation never both win). Returns the ledger row, or None if it had moved."""
-        async with self.store.engine.begin() as conn:
-            moved = await conn.execute(
-                update(replays)
-                .where(replays.c.replay_id == replay_id, replays.c.state == PUBLISHING)
-                .values(state=state, result=db_text(result, 2000), finished_at=_now())
-            )
-            if not moved.rowcount:
-                return None
-            entry = as_dicts(
-                await conn.execute(select(replays).where(replays.c.replay_id == replay_id))
-            )[0]
-            await conn.execute(
-                delete(replay_inflight).where(replay_inflight.c.replay_id == replay_id)
-            )
-            if entry["dead_letter"]:
-                mine = dead_letter_states.c.replay_id == replay_id
-                if state == DELIVERED:
-                    await conn.execute(
-                        update(dead_letter_states)
-                        .where(mine)
-                        .values(state=REPLAYED, changed_at=_now())
-                    )
-                else:
-                    await conn.execute(delete(dead_letter_states).where(mine))
-            return entry
 
     async def publishing_since(self, before: dt.datetime) -> list[dict[str, Any]]:
         """Replays still `publishing` that started before `before`: their process stopped."""
@@ -268,7 +248,15 @@ class ReplayLedger:
         """Dead letters in commit order after `cursor` (from the start: received since
         `since`), with their headers, through the dead-letter index."""
         query = (
-            select(events.c.id, events.c.commit_seq, events.c.headers)
+            select(
+                events.c.id,
+                events.c.commit_seq,
+                events.c.headers,
+                events.c.exchange,
+                events.c.routing_key,
+                events.c.dead_letter,
+                events.c.captured_from,
+            )
             .where(events.c.dead_letter.is_not(None))
             .order_by(*OLDEST_FIRST)
             .limit(limit)
@@ -348,19 +336,69 @@ class ReplayLedger:
 
 
 async def _set_state(
-    conn: AsyncConnection, event_id: int, state: str, replay_id: str | None, why: dict[str, Any]
+    conn: AsyncConnection,
+    event_id: int,
+    state: str,
+    replay_id: str | None,
+    why: dict[str, Any],
+    *,
+    prior: str | None = None,
 ) -> None:
     await conn.execute(delete(dead_letter_states).where(dead_letter_states.c.event_id == event_id))
     await conn.execute(
-        insert(dead_letter_states),
-        [
-            {
-                "event_id": event_id,
-                "state": state,
-                "replay_id": replay_id,
-                "actor": db_text(why.get("actor"), 200),
-                "reason": db_text(why.get("reason"), 2000),
-                "changed_at": _now(),
-            }
-        ],
+        insert(dead_letter_states), [_state_row(event_id, state, replay_id, why, _prior(prior))]
     )
+
+
+def _prior(state: str | None) -> str | None:
+    """What a dead letter goes back to when a replay of it fails: replayed stays replayed."""
+    return REPLAYED if state == REPLAYED else None
+
+
+def _state_row(
+    event_id: int, state: str, replay_id: str | None, why: dict[str, Any], prior: str | None
+) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "state": state,
+        "prior": prior,
+        "replay_id": replay_id,
+        "actor": db_text(why.get("actor"), 200),
+        "reason": db_text(why.get("reason"), 2000),
+        "changed_at": _now(),
+    }
+
+
+async def _current_states(conn: AsyncConnection, event_ids: list[int]) -> dict[int, str]:
+    found = await conn.execute(
+        select(dead_letter_states.c.event_id, dead_letter_states.c.state).where(
+            dead_letter_states.c.event_id.in_(event_ids)
+        )
+    )
+    return {int(r[0]): str(r[1]) for r in found}
+
+
+async def _ended(conn: AsyncConnection, replay_ids: list[str], delivered: list[str]) -> None:
+    """Replays ended: their claims go; their dead letters are replayed (delivered), back to
+    what they were before (a replayed one stays replayed), or unresolved."""
+    for start in range(0, len(replay_ids), IN_CHUNKS):
+        chunk = replay_ids[start : start + IN_CHUNKS]
+        await conn.execute(delete(replay_inflight).where(replay_inflight.c.replay_id.in_(chunk)))
+        done = [r for r in chunk if r in set(delivered)]
+        other = [r for r in chunk if r not in set(delivered)]
+        if done:
+            await conn.execute(
+                update(dead_letter_states)
+                .where(dead_letter_states.c.replay_id.in_(done))
+                .values(state=REPLAYED, prior=None, changed_at=_now())
+            )
+        if other:
+            mine = dead_letter_states.c.replay_id.in_(other)
+            await conn.execute(  # first: the restore below clears `prior`
+                delete(dead_letter_states).where(mine, dead_letter_states.c.prior.is_(None))
+            )
+            await conn.execute(
+                update(dead_letter_states)
+                .where(mine, dead_letter_states.c.prior.is_not(None))
+                .values(state=dead_letter_states.c.prior, prior=None, changed_at=_now())
+            )

@@ -418,3 +418,26 @@ async def test_discard_and_restore(
         assert await store.replays.states([dead["id"]]) == {}
     finally:
         await replayer.close()
+
+
+async def test_a_failed_replay_again_leaves_a_replayed_dead_letter_replayed(
+    recorded: tuple[EventStore, Any], broker: Broker, bus: Bus, names: Names
+) -> None:
+    store, settings = recorded
+    await broker.publish("order.paid", b'{"id":"evt_8"}')
+    await reject_one(bus)
+    dead = await stored_dead_letter(store, bus.dlx)
+    replayer = Replayer(store, settings)
+    try:
+        first = await replayer.replay(dead["id"], actor="ann", role="operator", reason=None)
+        assert first["state"] == "delivered"
+        await (await get(bus.work)).ack()
+        missing = Target.exchange(f"{names.exchange}.missing", "order.paid")
+        again = await replayer.replay(
+            dead["id"], actor="ann", role="operator", reason=None, target=missing
+        )
+        assert again["state"] == "failed"
+    finally:
+        await replayer.close()
+    state = (await store.replays.states([dead["id"]]))[dead["id"]]
+    assert state["state"] == "replayed"  # not unresolved: a bulk replay would send it again

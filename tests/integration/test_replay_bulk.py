@@ -250,3 +250,21 @@ async def test_refused_messages_are_in_the_ledger_with_the_reason(bench: Bench) 
     refused = [e for e in await bench.store.replays.entries(10) if e["state"] == "failed"]
     assert len(refused) == 1 and "queue:payments" in refused[0]["result"]
     assert len(await drain(bench.queue)) == 2
+
+
+async def test_two_workers_never_carry_one_batch_at_once(bench: Bench) -> None:
+    n = 1500
+    await store_dead_letters(bench.store, [dead_letter(i, bench.queue) for i in range(n)])
+    batch_id = await bench.bulk.start(Selection(), actor="ann", role="operator", reason="x")
+    other = BulkReplays(bench.store, bench.replayer, bench.settings)  # a second process
+    other_stop = asyncio.Event()
+    other_task = asyncio.create_task(other.run(other_stop))
+    bench.start_worker()
+    try:
+        batch = await bench.ended(batch_id)
+    finally:
+        other_stop.set()
+        await asyncio.wait_for(other_task, 30)
+    assert batch["delivered"] == n and batch["done"] == n
+    messages = await drain(bench.queue)
+    assert sorted(m["body"]["n"] for m in messages) == list(range(n))  # each exactly once

@@ -229,9 +229,18 @@ def test_an_exact_entry_admits_its_name_and_no_other(name: str, other: str) -> N
 
 @given(prefix=literal_names, name=names)
 def test_a_prefix_glob_admits_exactly_the_names_with_that_prefix(prefix: str, name: str) -> None:
-    allowlist = Allowlist((f"exchange:{prefix}*",))
-    assert allowlist.allows(Target.exchange(prefix + name, "k"))
-    assert allowlist.allows(Target.exchange(name, "k")) == name.startswith(prefix)
+    allowlist = Allowlist((f"queue:{prefix}*",))
+    assert allowlist.allows(Target.queue(prefix + name))
+    assert allowlist.allows(Target.queue(name)) == name.startswith(prefix)
+
+
+@given(key=names)
+def test_the_default_exchange_is_the_queue_its_routing_key_names(key: str) -> None:
+    """`exchange:*` does not open every queue through the default exchange ("")."""
+    to_queue = Target.exchange("", key)
+    assert not Allowlist(("exchange:*",)).allows(to_queue)
+    assert Allowlist((f"queue:{key}",)).allows(to_queue)
+    assert to_queue.entry == f"queue:{key}"
 
 
 @given(pattern=names, name=names)
@@ -239,7 +248,8 @@ def test_kinds_never_cross(pattern: str, name: str) -> None:
     """An `exchange:` entry never admits a queue, a `queue:` entry never an exchange."""
     for glob in (pattern, "*"):
         assert not Allowlist((f"exchange:{glob}",)).allows(Target.queue(name))
-        assert not Allowlist((f"queue:{glob}",)).allows(Target.exchange(name, name))
+        exchange = Target.exchange(name or "x", name)  # "" would be the default exchange
+        assert not Allowlist((f"queue:{glob}",)).allows(exchange)
 
 
 @pytest.mark.parametrize(
@@ -802,3 +812,22 @@ def test_a_deeply_nested_original_event_is_refused_not_raised() -> None:
 def test_a_replay_count_header_of_odd_digits_counts_as_zero() -> None:
     row = stored(headers={REPLAY_COUNT_HEADER: "²"})
     assert plan_for(row, EVERYTHING, 0).replay_count == 1
+
+
+# -- a replay's copy on a working exchange is no new failure ------------------------------------
+
+
+def test_a_replayed_dead_letter_seen_on_a_working_exchange_is_an_event() -> None:
+    from eventscope.backend.fieldtable import encode_table
+    from eventscope.backend.trace import role_of
+
+    death = {"queue": "orders", "reason": "rejected", "count": 1, "exchange": "events",
+             "routing-keys": ["order.paid"]}  # fmt: skip
+    replayed = encode_table({"x-death": [death], "x-eventscope-replay-id": "r-1"})
+    original = encode_table({"x-death": [death]})
+    row = {"dead_letter": "x-death", "exchange": "events", "routing_key": "order.paid"}
+    assert role_of({**row, "headers": replayed}) == "event"
+    assert role_of({**row, "headers": original}) == "dead_letter"
+    assert role_of({**row, "exchange": "events.dlx", "headers": replayed}) == "dead_letter"
+    assert role_of({**row, "captured_from": "orders.dlq", "headers": replayed}) == "dead_letter"
+    assert role_of({**row, "routing_key": "dlq.order.paid", "headers": replayed}) == "dead_letter"

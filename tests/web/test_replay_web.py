@@ -338,8 +338,8 @@ async def test_the_preview_shows_what_the_replay_would_do_to_its_aggregate(
     preview = (await client.get(f"/api/events/{dead}/replay")).json()
     changes = {c["path_text"]: c for c in preview["aggregate_what_if"]["changes"]}
     assert any("paidBy" in path for path in changes), changes
-    viewer = (await client.get(f"/api/events/{dead}/replay", headers=bearer(VIEWER))).json()
-    assert "aggregate_what_if" not in viewer  # states are not masked: operators only
+    viewer = await client.get(f"/api/events/{dead}/replay", headers=bearer(VIEWER))
+    assert viewer.status_code == 403  # previews (states are not masked) are for operators
 
 
 async def test_a_filtered_timeline_offers_to_replay_what_it_matches(
@@ -434,3 +434,12 @@ async def test_the_publish_form_sends_and_shows_the_outcome(
         headers={"origin": ORIGIN, "x-csrf-token": token, "hx-request": "true"},
     )
     assert 'id="replay-refused"' in bad.text and "JSON object" in bad.text
+
+
+async def test_previews_are_for_operators(client: Client, put: Callable[..., Any]) -> None:
+    (dead,) = await put(dead_letter(QUEUE, {"id": "evt_v"}))
+    viewer = bearer(VIEWER)
+    assert (await client.get(f"/api/events/{dead}/replay", headers=viewer)).status_code == 403
+    assert (await client.get("/api/replays/preview", headers=viewer)).status_code == 403
+    detail = (await client.get(f"/api/dlq/{dead}", headers=viewer)).json()
+    assert detail["preview"] is None and detail["state"]["state"] == "unresolved"

@@ -31,7 +31,13 @@ from eventscope.backend.replay_bulk import BulkReplays, Selection
 from eventscope.backend.replay_targets import target_from_json
 from eventscope.backend.store.eventstore import EventStore
 from eventscope.backend.store.replay_batches import ACTIVE
-from eventscope.web.auth import Principal, operator_action, origin_allowed, principal_of
+from eventscope.web.auth import (
+    Principal,
+    operator_action,
+    operator_only,
+    origin_allowed,
+    principal_of,
+)
 from eventscope.web.context import WebContext
 from eventscope.web.display import iso
 from eventscope.web.filtering import OWN_PARAMETERS, query, refuse_masked_values
@@ -276,6 +282,7 @@ class ReplayBatchesApi(Controller):
 
     @get(
         "/replays/preview",
+        guards=[operator_only],
         summary="Preview a bulk replay: how many, to which targets, allowed or not",
         description="The selection: `id` (repeatable), `group` (a /dlq fingerprint), any "
         "filter parameter, `events=1` for any matching event instead of unresolved dead "

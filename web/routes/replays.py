@@ -25,7 +25,7 @@ from eventscope.backend.replay import Replayer, ReplayRefused, is_dead_letter
 from eventscope.backend.replay_targets import Target, target_from_json
 from eventscope.backend.store.eventstore import EventStore
 from eventscope.backend.store.paging import clamp_limit
-from eventscope.web.auth import Principal, operator_action
+from eventscope.web.auth import Principal, operator_action, operator_only
 from eventscope.web.context import WebContext
 from eventscope.web.dead_letter_view import death_context
 from eventscope.web.dependencies import event_or_404
@@ -141,7 +141,7 @@ async def dead_letter_detail(
     replays = await store.replays.entries(LEDGER_PAGE, event_id=event_id)
     state = (await store.replays.states([event_id])).get(event_id)
     now = _settled(web)
-    plan = await _replayer(web).plan(event_id)
+    plan = await _replayer(web).plan(event_id) if mask is None else None  # operators only
     return {
         "id": event_id,
         "death": death_context(row, mask, web.settings.error_headers),
@@ -174,7 +174,8 @@ class ReplaysApi(Controller):
 
     @get(
         "/events/{event_id:int}/replay",
-        summary="Preview a replay: target, whether it is allowed, what would be sent",
+        guards=[operator_only],
+        summary="Preview a replay (operators): target, whether it is allowed, what is sent",
         description="Query `kind`, `name`, `routing_key` name another target than the default.",
     )
     async def preview(
@@ -201,7 +202,7 @@ class ReplaysApi(Controller):
         if plan is None:
             raise NotFoundException(f"No event with id {event_id}.")
         answer = plan_json(plan, mask)
-        if mask is None and plan.dead_letter:  # states are not masked: operators only
+        if plan.dead_letter:
             row = await event_or_404(web.store, event_id)
             answer["aggregate_what_if"] = await replay_what_if(web, row, plan.body)
         return answer

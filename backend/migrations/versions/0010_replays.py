@@ -58,14 +58,17 @@ def upgrade() -> None:
         "dead_letter_states",
         sa.Column("event_id", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("prior", sa.String(16)),
         sa.Column("replay_id", sa.String(40)),
         sa.Column("actor", sa.Text),
         sa.Column("reason", sa.Text),
         sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
     )
+    op.create_index("ix_dead_letter_states_replay", "dead_letter_states", ["replay_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_dead_letter_states_replay", "dead_letter_states")
     op.drop_table("dead_letter_states")
     op.drop_table("replay_inflight")
     op.drop_index("ix_replays_state", "replays")

@@ -28,6 +28,7 @@ def upgrade() -> None:
     with op.batch_alter_table("replays") as batch:
         batch.add_column(sa.Column("batch_id", sa.String(40)))
     op.create_index("ix_replays_batch", "replays", ["batch_id", "event_id"])
+    op.create_index("ix_replays_batch_order", "replays", ["batch_id", "id"])
     op.create_table(
         "replay_batches",
         sa.Column("id", ROW_ID, primary_key=True, autoincrement=True),
@@ -54,6 +55,8 @@ def upgrade() -> None:
         sa.Column("skipped", sa.Integer, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True)),
+        sa.Column("owner", sa.String(40)),
+        sa.Column("leased_at", sa.DateTime(timezone=True)),
         sqlite_autoincrement=True,
     )
     op.create_index("ix_replay_batches_state", "replay_batches", ["state", "id"])
@@ -69,6 +72,7 @@ def downgrade() -> None:
     op.drop_table("replay_batch_items")
     op.drop_index("ix_replay_batches_state", "replay_batches")
     op.drop_table("replay_batches")
+    op.drop_index("ix_replays_batch_order", "replays")
     op.drop_index("ix_replays_batch", "replays")
     with op.batch_alter_table("replays") as batch:
         batch.drop_column("batch_id")
