@@ -27,6 +27,7 @@ from eventscope.backend.failures import (
     failure_fingerprint,
     normalise_error,
 )
+from eventscope.backend.store.engine import utc
 from eventscope.backend.trace import role_of
 from eventscope.backend.xdeath import death_history
 
@@ -78,7 +79,7 @@ def failure_of(
             routing_key=keys[0] if keys else None,
             error=error,
             deaths=latest.count if latest else None,
-            received_at=_aware(row["received_at"]),
+            received_at=utc(row["received_at"]),
             problems=(*problems, *(latest.problems if latest else ("no x-death entry",))),
             held_in=row.get("captured_from"),
         )
@@ -101,7 +102,7 @@ def failure_of(
         else routing_key,
         error=(wrapper.error if wrapper is not None and wrapper.error else None) or error,
         deaths=wrapper.retries if wrapper is not None else None,
-        received_at=_aware(row["received_at"]),
+        received_at=utc(row["received_at"]),
         problems=notes,
         held_in=row.get("captured_from"),
     )
@@ -159,7 +160,3 @@ def failures_and_groups(
     """Each row's failure (rows that are none left out) and their groups: what /dlq shows."""
     failures = [f for r in rows if (f := failure_of(r, error_headers)) is not None]
     return failures, group_failures(failures)
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)

@@ -71,8 +71,13 @@ def _header_text(raw: Any) -> str | None:
 def error_text(
     headers_json: str | None, names: Sequence[str] = DEFAULT_ERROR_HEADERS
 ) -> str | None:
-    """The first non-empty error header among `names` (matched ignoring case, the exact
-    spelling first), bounded to `MAX_ERROR_CHARS`: native dead letters carry no error."""
+    """The first non-empty error header among `names`: native dead letters carry no error."""
+    return header_text(headers_json, names)
+
+
+def header_text(headers_json: str | None, names: Sequence[str]) -> str | None:
+    """The first non-empty header among `names` as text (matched ignoring case, the exact
+    spelling first), bounded to `MAX_ERROR_CHARS`."""
     table, problem = headers_table(headers_json)
     if problem is not None or not table:
         return None

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from eventscope.backend.amqp_wire import with_headers
-from eventscope.backend.failures import dlq_wrapper, error_text
+from eventscope.backend.failures import dlq_wrapper, header_text
 from eventscope.backend.replay_publisher import REPLAY_ID_HEADER, Outcome, ReplayPublisher
 from eventscope.backend.replay_targets import (
     Allowlist,
@@ -39,6 +39,7 @@ from eventscope.backend.replay_targets import (
     default_allowlist,
     proposed_targets,
 )
+from eventscope.backend.store.engine import utc
 from eventscope.backend.store.models import events
 from eventscope.backend.store.paging import Cursor
 from eventscope.backend.store.replays import DELIVERED, UNKNOWN, Discarded, InFlight
@@ -127,12 +128,14 @@ class Replayer:
         self,
         event_id: int,
         *,
+        row: Mapping[str, Any] | None = None,
         target: Target | None = None,
         body: bytes | None = None,
         headers: Mapping[str, Any] | None = None,
     ) -> ReplayPlan | None:
-        """What replaying `event_id` would do; None when there is no such event."""
-        row = await self._row(event_id)
+        """What replaying `event_id` would do (its stored `row`, when already read); None
+        when there is no such event."""
+        row = row if row is not None else await self._row(event_id)
         if row is None:
             return None
         count = await self.store.replays.replay_count(event_id)
@@ -152,12 +155,13 @@ class Replayer:
     ) -> dict[str, Any]:
         """Replay one stored message; returns its ledger entry. ReplayRefused (and nothing
         sent) when it cannot be replayed as asked or one is in flight."""
-        plan = await self.plan(event_id, target=target, body=body, headers=headers)
-        if plan is None:
+        row = await self._row(event_id)
+        if row is None:
             raise ReplayRefused(f"no event {event_id}", 404)
+        plan = await self.plan(event_id, row=row, target=target, body=body, headers=headers)
+        assert plan is not None
         if plan.dead_letter:
-            row = await self._row(event_id)
-            held = await self.store.dead_letters.held_copies([row] if row else [])
+            held = await self.store.dead_letters.held_copies([row])
             if event_id in held:
                 raise ReplayRefused(
                     f"eventscope holds this dead letter as event {held[event_id]} (taken from "
@@ -353,7 +357,7 @@ class Replayer:
 
     async def _observed(self, entry: Mapping[str, Any]) -> int | None:
         """The id of a recorded message carrying this replay's id, if the tap saw one."""
-        since = _aware(entry["requested_at"])
+        since = utc(entry["requested_at"])
         query = (
             select(events.c.id, events.c.headers)
             .where(
@@ -390,7 +394,7 @@ class Replayer:
         linked = 0
         while True:
             rows = await self.store.replays.dead_letters_after(
-                self._outcome_cursor, _aware(oldest) - dt.timedelta(seconds=5), OUTCOME_PAGE
+                self._outcome_cursor, utc(oldest) - dt.timedelta(seconds=5), OUTCOME_PAGE
             )
             for row in rows:
                 replay_id = replay_id_of(row["headers"]) if is_dead_letter(row) else None
@@ -418,7 +422,7 @@ class Replayer:
 
 def replay_id_of(headers_json: str | None) -> str | None:
     """The replay id a recorded message carries (it is a replay, or a dead letter of one)."""
-    return error_text(headers_json, (REPLAY_ID_HEADER,))  # reads one text header
+    return header_text(headers_json, (REPLAY_ID_HEADER,))
 
 
 def is_dead_letter(row: Mapping[str, Any]) -> bool:
@@ -526,7 +530,7 @@ def replay_properties(plan: ReplayPlan, replay_id: str) -> bytes:
 def original_id_of(row: Mapping[str, Any]) -> str:
     """The original message's id: carried over from an earlier replay, else its event id,
     else its message id, else eventscope's row id."""
-    carried = error_text(row.get("headers"), (ORIGINAL_ID_HEADER,))
+    carried = header_text(row.get("headers"), (ORIGINAL_ID_HEADER,))
     for value in (carried, row.get("event_id"), row.get("message_id")):
         if isinstance(value, str) and value:
             return value
@@ -534,11 +538,7 @@ def original_id_of(row: Mapping[str, Any]) -> str:
 
 
 def _int_header(headers_json: str | None, name: str) -> int:
-    text = error_text(headers_json, (name,))
+    text = header_text(headers_json, (name,))
     if text is not None and text.isascii() and text.isdigit() and len(text) < 10:
         return int(text)
     return 0
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)

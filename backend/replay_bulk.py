@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import json
 import logging
 import time
@@ -41,7 +40,7 @@ from eventscope.backend.replay import (
 from eventscope.backend.replay_publisher import Outcome, Send
 from eventscope.backend.replay_targets import Target
 from eventscope.backend.store.dead_letters import WRAPPER_BODY
-from eventscope.backend.store.engine import as_dicts
+from eventscope.backend.store.engine import as_dicts, utc
 from eventscope.backend.store.models import events, replays
 from eventscope.backend.store.paging import Cursor
 from eventscope.backend.store.replay_batches import (
@@ -529,7 +528,7 @@ def selection_of(batch: Mapping[str, Any]) -> Selection:
     return Selection(
         ids=ids,
         filter=parse_filter(
-            multi((str(k), str(v)) for k, v in pairs), now=_aware(batch["created_at"])
+            multi((str(k), str(v)) for k, v in pairs), now=utc(batch["created_at"])
         ),
         fingerprint=batch.get("fingerprint"),
         dead_letters=bool(batch.get("dead_letters")),
@@ -569,10 +568,6 @@ def _refused_entry(
         "batch_id": batch["batch_id"],
         "result": f"not replayed: {why}",
     }
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 async def _settled(task: asyncio.Task[None] | None) -> None:

@@ -38,6 +38,7 @@ from eventscope.backend.shapes import (
     of_body,
     to_data,
 )
+from eventscope.backend.store.engine import utc
 from eventscope.backend.store.types import CatalogWrite
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,6 @@ def group_of(row: dict[str, Any]) -> tuple[int, str, str]:
         return int(row["event_type_key"]), "type", row["event_type"]
     routing_key = row["routing_key"] or ""
     return routing_key_group(routing_key), "routing_key", routing_key
-
-
-def utc(value: dt.datetime) -> dt.datetime:
-    """Stored times come back naive from SQLite (UTC) and aware from Postgres."""
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def _dumps(data: Any) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from eventscope.backend.redaction import Redactor
 from eventscope.backend.replay import ReplayPlan, is_dead_letter, replay_id_of
 from eventscope.backend.replay_targets import Target
+from eventscope.backend.store.engine import utc
 from eventscope.backend.store.eventstore import EventStore
 from eventscope.backend.store.replays import DELIVERED, DISCARDED, REPLAYED, REPLAYING
 from eventscope.web.display import iso
@@ -71,7 +72,7 @@ def outcome_of(entry: Mapping[str, Any], settled: dt.datetime) -> str:
         return "failed again"
     if entry["state"] == DELIVERED:
         finished = entry.get("finished_at")
-        if finished is not None and _aware(finished) <= settled:
+        if finished is not None and utc(finished) <= settled:
             return "resolved"
     return str(entry["state"])
 
@@ -95,8 +96,8 @@ def entry_json(
         "state": entry["state"],
         "outcome": outcome_of(entry, settled),
         "result": shown("result", entry["result"], mask),
-        "requested_at": iso(_aware(entry["requested_at"])),
-        "finished_at": iso(_aware(entry["finished_at"])) if entry["finished_at"] else None,
+        "requested_at": iso(utc(entry["requested_at"])),
+        "finished_at": iso(utc(entry["finished_at"])) if entry["finished_at"] else None,
         "failed_again_id": entry["failed_again_id"],
     }
 
@@ -118,7 +119,7 @@ def state_json(
         "handled": name in (REPLAYED, DISCARDED, REPLAYING),
         "actor": state.get("actor"),
         "reason": state.get("reason"),
-        "changed_at": iso(_aware(state["changed_at"])),
+        "changed_at": iso(utc(state["changed_at"])),
         "replay_id": state.get("replay_id"),
     }
 
@@ -147,7 +148,3 @@ async def replay_context(
 def settled_before(quiet_seconds: float) -> dt.datetime:
     """Replays delivered at or before this moment count as resolved (the quiet period)."""
     return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=quiet_seconds)
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import event
@@ -31,6 +32,11 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(database_url, **kwargs)
+
+
+def utc(value: dt.datetime) -> dt.datetime:
+    """Stored times come back naive from SQLite (they are UTC) and aware from Postgres."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def as_dicts(result: Result[Any]) -> list[dict[str, Any]]:

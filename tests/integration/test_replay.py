@@ -103,6 +103,27 @@ async def get_raw(bus: Bus) -> Any:
     raise AssertionError(f"nothing arrived in {bus.work.name}")
 
 
+def left_publishing(
+    replay_id: str, event_id: int, original_id: str, target: Target, at: dt.datetime
+) -> dict[str, Any]:
+    """A ledger row as a process that stopped mid-replay leaves it (state publishing)."""
+    return {
+        "replay_id": replay_id,
+        "event_id": event_id,
+        "original_id": original_id,
+        "dead_letter": True,
+        "target_kind": target.kind,
+        "target_name": target.name,
+        "routing_key": target.routing_key,
+        "edited": False,
+        "replay_count": 1,
+        "actor": "ann",
+        "role": "operator",
+        "reason": None,
+        "requested_at": at,
+    }
+
+
 Start = Callable[..., Awaitable[Running]]
 
 
@@ -325,21 +346,9 @@ async def test_a_replay_left_publishing_by_a_stopped_process_is_reconciled(
     await reject_one(bus)
     dead = await stored_dead_letter(store, bus.dlx)
     started = dt.datetime.now(dt.UTC) - STALE_AFTER - dt.timedelta(seconds=1)
-    entry = {
-        "replay_id": "left-publishing",
-        "event_id": dead["id"],
-        "original_id": "evt_5",
-        "dead_letter": True,
-        "target_kind": "queue",
-        "target_name": bus.work.name,
-        "routing_key": bus.work.name,
-        "edited": False,
-        "replay_count": 1,
-        "actor": "ann",
-        "role": "operator",
-        "reason": None,
-        "requested_at": started,
-    }
+    entry = left_publishing(
+        "left-publishing", dead["id"], "evt_5", Target.queue(bus.work.name), started
+    )
     await store.replays.begin(entry, dead_letter=True)
     replayer = Replayer(store, settings)
     try:
@@ -374,21 +383,13 @@ async def test_a_reconciled_replay_the_tap_recorded_counts_as_delivered(
         return any("sent-before-the-crash" in (r["headers"] or "") for r in rows.values())
 
     await eventually(tapped, 20, "the tap to record the replayed message")
-    entry = {
-        "replay_id": "sent-before-the-crash",
-        "event_id": dead["id"],
-        "original_id": "evt_6",
-        "dead_letter": True,
-        "target_kind": "exchange",
-        "target_name": recorded[1].exchanges[0],
-        "routing_key": "order.paid",
-        "edited": False,
-        "replay_count": 1,
-        "actor": "ann",
-        "role": "operator",
-        "reason": None,
-        "requested_at": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2),
-    }
+    entry = left_publishing(
+        "sent-before-the-crash",
+        dead["id"],
+        "evt_6",
+        Target.exchange(recorded[1].exchanges[0], "order.paid"),
+        dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2),
+    )
     await store.replays.begin(entry, dead_letter=True)
     replayer = Replayer(store, settings)
     try:

@@ -141,7 +141,7 @@ async def dead_letter_detail(
     replays = await store.replays.entries(LEDGER_PAGE, event_id=event_id)
     state = (await store.replays.states([event_id])).get(event_id)
     now = _settled(web)
-    plan = await _replayer(web).plan(event_id) if mask is None else None  # operators only
+    plan = await _replayer(web).plan(event_id, row=row) if mask is None else None  # operators
     return {
         "id": event_id,
         "death": death_context(row, mask, web.settings.error_headers),
@@ -320,14 +320,14 @@ class ReplayPages(Controller):
         params = dict(request.query_params.items())
         choice = params.get("choice", "default")
         replayer = _replayer(web)
-        default_plan = await replayer.plan(event_id)
+        default_plan = await replayer.plan(event_id, row=row)
         assert default_plan is not None
         error = None
         try:
             target = _target_choice(default_plan.proposal.original, choice, params)
         except ValueError as exc:
             target, error = None, str(exc)
-        plan = await replayer.plan(event_id, target=target) if target else default_plan
+        plan = await replayer.plan(event_id, row=row, target=target) if target else default_plan
         assert plan is not None
         replays = await store.replays.entries(20, event_id=event_id)
         now = _settled(web)
